@@ -1,0 +1,316 @@
+"""Queries shared by the SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import LedgerError
+from ledger.store.base import (
+    TABLES,
+    UPSERT_KEYS,
+    AppendTxn,
+    ExistingEvent,
+    Head,
+    Store,
+    WriteBatch,
+)
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+
+# Longest IN (...) list sent in one query; both drivers take far more, this bounds
+# statement size.
+_IN_CHUNK = 500
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+class SqlStore(Store):
+    """Every query, written once. Subclasses provide connections and dialect details."""
+
+    #: placeholder the driver takes
+    placeholder = "?"
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    # --- hooks ------------------------------------------------------------------
+    @abc.abstractmethod
+    def _connection(self) -> AbstractContextManager[Any]:
+        """A connection for one unit of work (not inside a transaction)."""
+
+    @abc.abstractmethod
+    def _begin_append(self, conn: Any, project: str) -> None:
+        """Start the append transaction, make sure the project's head row exists (size
+        0 for a new project; rolled back with the rest if the append fails) and take
+        the project's lock."""
+
+    @abc.abstractmethod
+    def _insert_many(self, conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abc.abstractmethod
+    def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abc.abstractmethod
+    def _translate(self, error: Exception) -> LedgerError | None:
+        """Map a driver error to a LedgerError, or None if it is not a driver error."""
+
+    @abc.abstractmethod
+    def _commit(self, conn: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _rollback(self, conn: Any) -> None: ...
+
+    # --- helpers ----------------------------------------------------------------
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate driver errors, in one place, for every public method."""
+        try:
+            yield
+        except LedgerError:
+            raise
+        except Exception as e:
+            translated = self._translate(e)
+            if translated is None:
+                raise
+            raise translated from e
+
+    @staticmethod
+    def _dicts(cursor: Any) -> list[dict[str, Any]]:
+        cols = [d[0] for d in cursor.description]
+        return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
+
+    def _fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self._dicts(conn.execute(self.sql(sql), tuple(params)))
+
+    # --- migrations -----------------------------------------------------------------
+    def _migration_files(self) -> list[Path]:
+        folder = SCHEMA_DIR / self.dialect
+        return sorted(folder.glob("*.sql"))
+
+    def _applied(self, conn: Any) -> set[str]:
+        try:
+            return {r["name"] for r in self._fetch(conn, "SELECT name FROM schema_migrations")}
+        except Exception as e:
+            if self._is_missing_table(e):
+                self._rollback(conn)
+                return set()
+            raise
+
+    @abc.abstractmethod
+    def _is_missing_table(self, error: Exception) -> bool: ...
+
+    def pending_migrations(self) -> list[str]:
+        with self._guard(), self._connection() as conn:
+            applied = self._applied(conn)
+            self._rollback(conn)
+        return [p.name for p in self._migration_files() if p.name not in applied]
+
+    # --- append -------------------------------------------------------------------
+    @contextmanager
+    def _append_txn(self, project: str) -> Iterator[AppendTxn]:
+        with self._guard(), self._connection() as conn:
+            self._begin_append(conn, project)
+            try:
+                yield _SqlAppendTxn(self, conn, project)
+            except BaseException:
+                self._rollback(conn)
+                raise
+            self._commit(conn)
+
+    def append_txn(self, project: str) -> AbstractContextManager[AppendTxn]:
+        return self._append_txn(project)
+
+    # --- reads --------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._guard(), self._connection() as conn:
+            try:
+                return self._fetch(conn, sql, params)
+            finally:
+                self._rollback(conn)
+
+    def iter_query(
+        self, sql: str, params: Sequence[Any] = (), page: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        # Each page is its own short read; callers page by a key they control. Here a
+        # plain LIMIT/OFFSET is avoided: the caller's query must be keyset-ordered, so
+        # this helper streams with fetchmany inside one read transaction instead.
+        with self._guard(), self._connection() as conn:
+            try:
+                cur = conn.execute(self.sql(sql), tuple(params))
+                cols = [d[0] for d in cur.description]
+                while True:
+                    rows = cur.fetchmany(page)
+                    if not rows:
+                        break
+                    for row in rows:
+                        yield dict(zip(cols, row, strict=True))
+            finally:
+                self._rollback(conn)
+
+    def head(self, project: str) -> Head | None:
+        rows = self.query(
+            "SELECT project, size, last_leaf, last_recorded_at FROM heads WHERE project = ?",
+            (project,),
+        )
+        return _head(rows[0]) if rows else None
+
+    def projects(self) -> list[Head]:
+        rows = self.query(
+            "SELECT project, size, last_leaf, last_recorded_at FROM heads ORDER BY project"
+        )
+        return [_head(r) for r in rows]
+
+    def iter_entries(
+        self, project: str, start: int = 0, end: int | None = None, page: int = 5000
+    ) -> Iterator[tuple[int, bytes]]:
+        yield from self._iter_keyset("entries", "seq", "entry", project, start, end, page)
+
+    def iter_tree_hashes(
+        self, project: str, start: int = 0, end: int | None = None, page: int = 20000
+    ) -> Iterator[tuple[int, bytes]]:
+        yield from self._iter_keyset("tree_hashes", "idx", "hash", project, start, end, page)
+
+    def _iter_keyset(
+        self, table: str, key: str, col: str, project: str, start: int, end: int | None, page: int
+    ) -> Iterator[tuple[int, bytes]]:
+        # Keyset pages: each page is one short indexed range scan, so a verification
+        # of a huge log holds no long transaction and O(page) rows in memory.
+        stop = end if end is not None else 2**62
+        sql = self.sql(
+            f"SELECT {key}, {col} FROM {table} WHERE project = ? AND {key} >= ? AND {key} < ?"
+            f" ORDER BY {key} LIMIT ?"
+        )
+        pos = start
+        while pos < stop:
+            with self._guard(), self._connection() as conn:
+                try:
+                    rows = conn.execute(sql, (project, pos, stop, page)).fetchall()
+                finally:
+                    self._rollback(conn)
+            if not rows:
+                return
+            for k, value in rows:
+                yield int(k), bytes(value)
+            pos = int(rows[-1][0]) + 1
+            if len(rows) < page:
+                return
+
+    def read_hashes(self, project: str, indexes: Sequence[int]) -> list[bytes]:
+        with self._guard(), self._connection() as conn:
+            try:
+                return _read_hashes(self, conn, project, indexes)
+            finally:
+                self._rollback(conn)
+
+    def ping(self) -> None:
+        with self._guard(), self._connection() as conn:
+            conn.execute("SELECT 1").fetchall()
+            self._rollback(conn)
+
+
+def _head(row: dict[str, Any]) -> Head:
+    leaf = row["last_leaf"]
+    return Head(
+        project=row["project"],
+        size=int(row["size"]),
+        last_leaf=bytes(leaf) if leaf is not None else None,
+        last_recorded_at=row["last_recorded_at"],
+    )
+
+
+def _read_hashes(store: SqlStore, conn: Any, project: str, indexes: Sequence[int]) -> list[bytes]:
+    wanted = sorted(set(indexes))
+    found: dict[int, bytes] = {}
+    for chunk in _chunks(wanted):
+        marks = ",".join("?" * len(chunk))
+        sql = store.sql(f"SELECT idx, hash FROM tree_hashes WHERE project = ? AND idx IN ({marks})")
+        for idx, value in conn.execute(sql, (project, *chunk)).fetchall():
+            found[int(idx)] = bytes(value)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        from ledger.errors import VerificationFailed
+
+        raise VerificationFailed(
+            f"project {project}: stored tree hash {missing[0]} is missing "
+            f"({len(missing)} of {len(wanted)} requested)"
+        )
+    return [found[i] for i in indexes]
+
+
+class _SqlAppendTxn(AppendTxn):
+    def __init__(self, store: SqlStore, conn: Any, project: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.project = project
+
+    def head(self) -> Head:
+        rows = self.store._fetch(
+            self.conn,
+            "SELECT project, size, last_leaf, last_recorded_at FROM heads WHERE project = ?",
+            (self.project,),
+        )
+        return _head(rows[0])
+
+    def existing_events(self, event_ids: Sequence[str]) -> dict[str, ExistingEvent]:
+        out: dict[str, ExistingEvent] = {}
+        for chunk in _chunks(list(event_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = self.store._fetch(
+                self.conn,
+                f"SELECT event_id, seq, event_hash FROM entries"
+                f" WHERE project = ? AND event_id IN ({marks})",
+                (self.project, *chunk),
+            )
+            for r in rows:
+                out[r["event_id"]] = ExistingEvent(int(r["seq"]), bytes(r["event_hash"]))
+        return out
+
+    def rows(self, table: str, key: str, values: Iterable[Any]) -> list[dict[str, Any]]:
+        if key not in TABLES[table]:
+            raise ValueError(f"{table} has no column {key}")
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(set(values))):
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                self.store._fetch(
+                    self.conn,
+                    f"SELECT * FROM {table} WHERE project = ? AND {key} IN ({marks})",
+                    (self.project, *chunk),
+                )
+            )
+        return out
+
+    def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+        return _read_hashes(self.store, self.conn, self.project, indexes)
+
+    def write(self, batch: WriteBatch, head: Head) -> None:
+        for table, rows in batch.rows.items():
+            if not rows:
+                continue
+            if table in UPSERT_KEYS:
+                self._upsert(table, batch.upserts(table))
+            else:
+                self.store._insert_many(self.conn, table, rows)
+        self.conn.execute(
+            self.store.sql(
+                "UPDATE heads SET size = ?, last_leaf = ?, last_recorded_at = ? WHERE project = ?"
+            ),
+            (head.size, head.last_leaf, head.last_recorded_at, self.project),
+        )
+
+    def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        cols = TABLES[table]
+        keys = UPSERT_KEYS[table]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+        sql = self.store.sql(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        )
+        self.store._executemany(self.conn, sql, rows)

@@ -1,0 +1,401 @@
+"""Tests for ledger.masks: validation of COCO segmentations and batch mask math."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pycocotools import mask as coco_mask
+
+from ledger import masks
+from ledger.errors import InvalidInput
+
+Bitmap = npt.NDArray[np.bool_]
+
+# --- helpers, independent of the module under test -----------------------------------------
+
+
+def runs_of(mask: Bitmap) -> list[int]:
+    """Column-major run lengths, starting with a (possibly empty) run of zeros."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    runs: list[int] = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def coco_encode(mask: Bitmap) -> dict[str, Any]:
+    encoded: dict[str, Any] = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return encoded
+
+
+def compressed(mask: Bitmap) -> str:
+    counts: bytes = coco_encode(mask)["counts"]
+    return counts.decode("ascii")
+
+
+def random_bitmaps(n: int, shape: tuple[int, int], seed: int) -> Bitmap:
+    """n random non-empty bitmaps, all sharing pixel (0, 0)."""
+    bits: Bitmap = np.random.default_rng(seed).random((n, *shape)) < 0.3
+    bits[:, 0, 0] = True
+    return bits
+
+
+@st.composite
+def bitmaps(draw: st.DrawFn, max_side: int = 40) -> Bitmap:
+    height = draw(st.integers(1, max_side))
+    width = draw(st.integers(1, max_side))
+    mask: Bitmap = draw(hnp.arrays(np.bool_, (height, width)))
+    mask[draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))] = True
+    return mask
+
+
+def refused(loc: str, reason: str) -> Any:
+    """pytest.raises for an InvalidInput naming ``loc`` (literal) and ``reason`` (regex)."""
+    return pytest.raises(InvalidInput, match=f"{re.escape(loc)}: {reason}")
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@given(bitmaps())
+def test_encoded_bitmap_validates_and_decodes_to_the_same_pixels(mask: Bitmap) -> None:
+    height, width = mask.shape
+    rle = masks.encode(mask)
+    info = masks.validate_segmentation(rle, height, width)
+    assert rle == {"size": [height, width], "counts": compressed(mask)}
+    assert info.kind == "rle"
+    assert info.area == int(mask.sum())
+    assert info.bbox == tuple(coco_mask.toBbox(coco_encode(mask)).tolist())
+    assert info.rle == rle
+    np.testing.assert_array_equal(masks.decode(rle, height, width), mask.astype(np.uint8))
+    assert masks.rle_run_count(rle["counts"]) == len(runs_of(mask))
+
+
+@given(bitmaps())
+def test_uncompressed_rle_equals_its_compressed_form(mask: Bitmap) -> None:
+    height, width = mask.shape
+    seg = {"size": [height, width], "counts": runs_of(mask)}
+    submitted = copy.deepcopy(seg)
+    info = masks.validate_segmentation(seg, height, width)
+    assert seg == submitted
+    assert info.rle == masks.encode(mask)
+    assert masks.to_rle(seg, height, width) == masks.encode(mask)
+
+
+@st.composite
+def rectangles(draw: st.DrawFn) -> Bitmap:
+    height, width = draw(st.integers(3, 12)), draw(st.integers(3, 12))
+    top, left = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+    bottom, right = draw(st.integers(top + 1, height)), draw(st.integers(left + 1, width))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+@given(rectangles(), st.data())
+def test_zero_length_runs_give_the_canonical_rle(mask: Bitmap, data: st.DataObject) -> None:
+    height, width = mask.shape
+    runs = runs_of(mask)
+    at = data.draw(st.integers(0, len(runs) - 1))
+    split = data.draw(st.integers(0, runs[at]))
+    # the same pixels with an empty run in the middle of run `at`
+    padded = [*runs[:at], split, 0, runs[at] - split, *runs[at + 1 :]]
+    seg = {"size": [height, width], "counts": padded}
+    from_pycocotools: bytes = coco_mask.frPyObjects(seg, height, width)["counts"]
+    as_string = {"size": [height, width], "counts": from_pycocotools.decode("ascii")}
+    assert as_string["counts"] != compressed(mask)
+    assert masks.to_rle(seg, height, width) == masks.encode(mask)
+    assert masks.to_rle(as_string, height, width) == masks.encode(mask)
+
+
+def test_encode_treats_any_nonzero_pixel_as_set() -> None:
+    mask = np.zeros((6, 7), dtype=np.uint8)
+    mask[1:4, 2:6] = 1
+    assert masks.encode(mask * 255) == masks.encode(mask.astype(bool))
+    assert masks.encode(mask * 2)["counts"] == compressed(mask.astype(bool))
+
+
+def test_polygon_is_rasterized_like_pycocotools() -> None:
+    frame = [[0, 0, 5, 0, 5, 4, 0, 4]]
+    triangle = [[0.5, 0.5, 4.5, 0.5, 0.5, 3.5], [4, 3, 5, 3, 5, 4]]
+    submitted = copy.deepcopy(triangle)
+    info = masks.validate_segmentation(triangle, 4, 5)
+    assert triangle == submitted
+    expected = coco_mask.merge(coco_mask.frPyObjects(triangle, 4, 5))
+    assert info.kind == "polygon"
+    assert info.rle["counts"] == expected["counts"].decode("ascii")
+    assert info.area == int(coco_mask.area(expected))
+    many = masks.validate_segmentation(triangle * 150, 4, 5)  # 300 rings, merged in chunks
+    assert many.rle == info.rle
+    full = masks.validate_segmentation(frame, 4, 5)
+    assert (full.area, full.bbox) == (20, (0.0, 0.0, 5.0, 4.0))
+    np.testing.assert_array_equal(masks.decode(frame, 4, 5), np.ones((4, 5), np.uint8))
+
+
+def test_mask_info_is_frozen_and_hashable() -> None:
+    info = masks.validate_segmentation([[0, 0, 5, 0, 5, 4]], 4, 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.area = 1  # type: ignore[misc]
+    assert hash(info) == hash(dataclasses.replace(info))
+
+
+def test_counts_helpers() -> None:
+    assert masks.rle_run_count("") == 0
+    assert masks.rle_run_count(masks.encode(np.eye(5, dtype=bool))["counts"]) == 10
+    assert masks.polygon_vertex_count([[0, 0, 1, 0, 1, 1], [0, 0, 2, 0, 2, 2, 0, 2]]) == 7
+    with refused("counts", "invalid character '~' at position 1"):
+        masks.rle_run_count("1~")
+    with refused("counts", "truncated value at position 1"):
+        masks.rle_run_count("1P")
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+H, W = 4, 5  # 20 pixels
+FULL = compressed(np.ones((H, W), dtype=bool))
+EMPTY = compressed(np.zeros((H, W), dtype=bool))
+NAN, INF = math.nan, math.inf
+
+
+def rle(counts: object, size: object = (H, W)) -> dict[str, object]:
+    return {"size": list(size) if isinstance(size, tuple) else size, "counts": counts}
+
+
+REFUSALS: list[tuple[str, object, str, str]] = [
+    # (id, segmentation on a 4x5 image, field, reason)
+    ("int", 42, "segmentation", "expected an RLE object .* got int"),
+    ("null", None, "segmentation", "expected an RLE object .* got null"),
+    ("str", "0d0", "segmentation", "expected an RLE object .* got str"),
+    ("no size", {"counts": FULL}, "segmentation.size", "missing"),
+    ("size 1", rle(FULL, [4]), "segmentation.size", r"expected \[height, width\]"),
+    ("size str", rle(FULL, ["4", "5"]), "segmentation.size", r"expected \[height, width\]"),
+    ("size bool", rle(FULL, [True, 5]), "segmentation.size", r"expected \[height, width\]"),
+    ("size float", rle(FULL, [4.0, 5]), "segmentation.size", r"expected \[height, width\]"),
+    ("size dict", rle(FULL, {"h": 4}), "segmentation.size", r"expected \[height, width\]"),
+    (
+        "size swapped",
+        rle(FULL, [5, 4]),
+        "segmentation.size",
+        re.escape("size [5, 4] does not match the registered image 4x5 (height x width)"),
+    ),
+    ("no counts", {"size": [H, W]}, "segmentation.counts", "missing"),
+    ("extra key", {**rle(FULL), "iscrowd": 0}, "segmentation.iscrowd", "unexpected field"),
+    ("counts int", rle(20), "segmentation.counts", "expected a compressed string .* got int"),
+    ("counts bytes", rle(b"0d0"), "segmentation.counts", ".* got bytes"),
+    ("bad char", rle("0z0"), "segmentation.counts", "invalid character 'z' at position 1"),
+    ("space", rle("0d0 "), "segmentation.counts", "invalid character ' ' at position 3"),
+    ("non-ascii", rle("0é"), "segmentation.counts", "invalid character 'é' at position 1"),
+    ("truncated", rle("0d"), "segmentation.counts", "truncated value at position 1"),
+    ("short sum", rle("1"), "segmentation.counts", "runs add up to 1 pixels, expected 20"),
+    ("long sum", rle("d0d0"), "segmentation.counts", "runs add up to more than the 20 pixels"),
+    ("negative first", rle("O"), "segmentation.counts", "negative run length -1 at position 0"),
+    ("negative delta", rle("111K"), "segmentation.counts", "negative run length -4 at position 3"),
+    ("long value", rle("dP0"), "segmentation.counts", "value starting at position 0 is too long"),
+    ("many runs", rle("0" * 22), "segmentation.counts", "more runs than a mask of 20 pixels"),
+    ("overlong", rle("0" * 43), "segmentation.counts", re.escape("43 characters, more than 20")),
+    ("run neg", rle([1, -1, 20]), "segmentation.counts[1]", "expected a non-negative integer"),
+    ("run bool", rle([True, 19]), "segmentation.counts[0]", "expected a non-negative integer"),
+    ("run float", rle([1.0, 19]), "segmentation.counts[0]", "expected a non-negative integer"),
+    ("run sum", rle([1, 2]), "segmentation.counts", "runs add up to 3 pixels, expected 20"),
+    ("run many", rle([0] * 21 + [20]), "segmentation.counts", "22 runs, more than"),
+    ("no rings", [], "segmentation", "empty polygon list"),
+    ("flat", [0, 0, 5, 0, 5, 4], "segmentation[0]", "expected a list of x, y coordinates"),
+    ("ring dict", [{"x": 1}], "segmentation[0]", "expected a list of x, y coordinates, got dict"),
+    ("nan", [[0, 0, 5, 0, 5, NAN]], "segmentation[0][5]", "expected a finite number, got nan"),
+    ("inf", [[0, 0, INF, 0, 5, 4]], "segmentation[0][2]", "expected a finite number, got inf"),
+    ("-inf", [[0, 0, 5, 0, -INF, 4]], "segmentation[0][4]", "expected a finite number, got -inf"),
+    ("bool", [[0, 0, 5, 0, True, 4]], "segmentation[0][4]", "expected a number, got bool"),
+    ("string", [[0, 0, "5", 0, 5, 4]], "segmentation[0][2]", "expected a number, got str"),
+    ("none", [[0, 0, 5, 0, 5, None]], "segmentation[0][5]", "expected a number, got null"),
+    ("odd", [[0, 0, 5, 0, 5, 4, 1]], "segmentation[0]", r"odd number of coordinates \(7\)"),
+    ("box", [[0, 0, 5, 4]], "segmentation[0]", "4 coordinates, a polygon needs at least 3"),
+    (
+        "x out",
+        [[0, 0, 5, 0, 5, 4], [0, 0, 5.5, 0, 5, 4]],
+        "segmentation[1][2]",
+        re.escape("x = 5.5 is outside [0, 5] (image width)"),
+    ),
+    (
+        "y out",
+        [[0, 0, 5, 0, 5, 4, 0, 4.5]],
+        "segmentation[0][7]",
+        re.escape("y = 4.5 is outside [0, 4] (image height)"),
+    ),
+    ("negative", [[0, -1, 5, 0, 5, 4]], "segmentation[0][1]", "y = -1 is outside"),
+    ("huge", [[0, 0, 10**400, 0, 5, 4]], "segmentation[0][2]", "x = 1000* is outside"),
+    ("empty rle", rle(EMPTY), "segmentation", re.escape("mask is empty (area 0)")),
+    ("empty runs", rle([20]), "segmentation", re.escape("mask is empty (area 0)")),
+    ("empty polygon", [[1, 1, 1, 1, 1, 1]], "segmentation", re.escape("mask is empty (area 0)")),
+]
+
+
+@pytest.mark.parametrize(
+    ("seg", "loc", "reason"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_refusal_names_field_and_reason(seg: object, loc: str, reason: str) -> None:
+    submitted = copy.deepcopy(seg)
+    with refused(loc, reason) as caught:
+        masks.validate_segmentation(seg, H, W)
+    assert [e.loc for e in caught.value.errors] == [loc]
+    assert seg == submitted
+
+
+def test_size_mismatch_message_and_custom_location() -> None:
+    seg = {"size": [480, 640], "counts": "0"}
+    with refused(
+        "payload.segmentation.size",
+        re.escape("size [480, 640] does not match the registered image 768x1024 (height x width)"),
+    ):
+        masks.validate_segmentation(seg, 768, 1024, loc="payload.segmentation")
+    with refused("payload.segmentation.counts", "truncated value"):
+        masks.validate_segmentation(rle("0d"), H, W, loc="payload.segmentation")
+
+
+def test_registered_size_beyond_coco_rle_is_refused() -> None:
+    with refused("segmentation", "70000x70000 is not a size COCO RLE can hold"):
+        masks.validate_segmentation([[0, 0, 1, 0, 1, 1]], 70000, 70000)
+
+
+def test_to_rle_and_decode_accept_empty_masks_but_refuse_malformed_ones() -> None:
+    assert masks.to_rle(rle([20]), H, W) == rle(EMPTY)
+    assert not masks.decode(rle(EMPTY), H, W).any()
+    with refused("segmentation.counts", "invalid character"):
+        masks.decode(rle("0z"), H, W)
+
+
+def test_encode_refuses_other_shapes() -> None:
+    with refused("mask", re.escape("expected an H×W array, got shape (2, 2, 2)")):
+        masks.encode(np.zeros((2, 2, 2), dtype=np.uint8))
+
+
+COUNTS_CHARS = [chr(c) for c in range(48, 112)]
+
+
+@given(
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.one_of(st.text(max_size=20), st.text(alphabet=COUNTS_CHARS, max_size=12)),
+)
+def test_random_counts_are_refused_or_decode_consistently(
+    height: int, width: int, counts: str
+) -> None:
+    seg = {"size": [height, width], "counts": counts}
+    try:
+        info = masks.validate_segmentation(seg, height, width)
+    except InvalidInput as e:
+        assert [err.loc for err in e.errors] in (["segmentation.counts"], ["segmentation"])
+        return
+    bitmap = masks.decode(seg, height, width)
+    assert info.area == int(bitmap.sum()) > 0
+    assert masks.encode(bitmap) == info.rle
+    assert masks.rle_run_count(counts) == sum(1 for c in counts if ord(c) - 48 < 32)
+
+
+@given(bitmaps(max_side=8), st.data())
+def test_mutated_counts_are_refused_or_decode_consistently(
+    mask: Bitmap, data: st.DataObject
+) -> None:
+    height, width = mask.shape
+    counts = compressed(mask)
+    at = data.draw(st.integers(0, len(counts) - 1))
+    mutated = counts[:at] + data.draw(st.sampled_from(COUNTS_CHARS)) + counts[at + 1 :]
+    seg = {"size": [height, width], "counts": mutated}
+    try:
+        rle_ = masks.to_rle(seg, height, width)
+    except InvalidInput as e:
+        assert [err.loc for err in e.errors] == ["segmentation.counts"]
+        return
+    assert masks.encode(masks.decode(seg, height, width)) == rle_
+
+
+# --- batch math ----------------------------------------------------------------------------
+
+
+def test_batch_math_over_more_rles_than_one_pycocotools_call_takes() -> None:
+    bits_a = random_bitmaps(310, (12, 9), seed=1)
+    bits_b = random_bitmaps(270, (12, 9), seed=2)
+    a = [masks.encode(m) for m in bits_a]
+    b = [masks.encode(m) for m in bits_b]
+
+    area_a = bits_a.sum(axis=(1, 2))
+    area_b = bits_b.sum(axis=(1, 2))
+    np.testing.assert_array_equal(masks.areas(a), area_a)
+    np.testing.assert_array_equal(masks.areas(a), [coco_mask.area(r) for r in a])
+    np.testing.assert_array_equal(masks.bboxes(a), [coco_mask.toBbox(r) for r in a])
+
+    flat_a = bits_a.reshape(len(a), -1).astype(np.int64)
+    flat_b = bits_b.reshape(len(b), -1).astype(np.int64)
+    inter = flat_a @ flat_b.T
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou = masks.iou_matrix(a, b)
+    assert iou.shape == (310, 270)
+    np.testing.assert_allclose(iou, inter / union)
+    assert iou[300, 260] == coco_mask.iou([a[300]], [b[260]], [0])[0, 0]
+    ios = masks.intersection_over_smaller(a, b)
+    # exact: the intersection recovered from IoU and the areas is rounded to whole pixels
+    np.testing.assert_array_equal(ios, inter / np.minimum(area_a[:, None], area_b[None, :]))
+
+    assert masks.merge(a) == masks.encode(bits_a.any(axis=0))
+    assert masks.merge(a, intersect=True) == masks.encode(bits_a.all(axis=0))
+
+
+def test_iou_of_a_mask_with_itself_is_one() -> None:
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:7, 3:9] = True
+    rle_ = masks.encode(mask)
+    assert masks.iou_matrix([rle_], [rle_]).tolist() == [[1.0]]
+    assert masks.intersection_over_smaller([rle_], [rle_]).tolist() == [[1.0]]
+
+
+def test_touching_masks_do_not_overlap() -> None:
+    left = np.zeros((10, 10), dtype=bool)
+    left[:, :5] = True
+    corner = np.zeros((10, 10), dtype=bool)
+    corner[5:, 5:] = True
+    a, b = [masks.encode(left)], [masks.encode(~left), masks.encode(corner)]
+    assert masks.iou_matrix(a, b).tolist() == [[0.0, 0.0]]
+    assert masks.intersection_over_smaller(a, b).tolist() == [[0.0, 0.0]]
+
+
+def test_nested_masks() -> None:
+    big = np.zeros((10, 10), dtype=bool)
+    big[1:9, 1:9] = True
+    small = np.zeros((10, 10), dtype=bool)
+    small[3:5, 3:6] = True
+    a, b = [masks.encode(big)], [masks.encode(small)]
+    assert masks.iou_matrix(a, b)[0, 0] == pytest.approx(6 / 64)
+    assert masks.intersection_over_smaller(a, b)[0, 0] == 1.0
+    assert masks.intersection_over_smaller(b, [masks.encode(np.zeros((10, 10)))])[0, 0] == 0.0
+
+
+def test_empty_batches() -> None:
+    some = [masks.encode(np.eye(4, dtype=bool))]
+    assert masks.areas([]).shape == (0,)
+    assert masks.bboxes([]).shape == (0, 4)
+    assert masks.iou_matrix([], some).shape == (0, 1)
+    assert masks.intersection_over_smaller(some, []).shape == (1, 0)
+
+
+def test_batch_inputs_are_validated() -> None:
+    four, five = masks.encode(np.eye(4, dtype=bool)), masks.encode(np.eye(5, dtype=bool))
+    with refused("rles[1].counts", "invalid character 'z'"):
+        masks.areas([four, {"size": [4, 4], "counts": "z"}])
+    with refused("rles[0].size", "expected"):
+        masks.bboxes([{"size": [4], "counts": four["counts"]}])
+    with refused("rles[0]", "expected an RLE object, got list"):
+        masks.areas([[0, 0, 1, 0, 1, 1]])  # type: ignore[list-item]
+    with refused("b[0].size", re.escape("size [5, 5] differs from a[0].size [4, 4]")):
+        masks.iou_matrix([four], [five])
+    with refused("rles[1].size", "size .* differs"):
+        masks.merge([four, five])
+    with refused("rles", "nothing to merge"):
+        masks.merge([])
