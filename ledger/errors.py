@@ -9,7 +9,7 @@ errors (sqlite3, psycopg) are translated in ``ledger.store`` and re-raised with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,8 @@ class Event(_Strict):
         return self
 
     def typed_payload(self) -> BaseModel:
-        return _payload_adapters[self.type].validate_python(self.payload)
+        payload: BaseModel = _payload_adapters[self.type].validate_python(self.payload)
+        return payload
 
 
 _payload_adapters: dict[str, TypeAdapter[Any]] = {k: TypeAdapter(v) for k, v in PAYLOADS.items()}

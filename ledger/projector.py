@@ -146,7 +146,7 @@ class Projector:
         ``mask`` is the result of ``validate_segmentation`` when the caller already
         computed it outside the lock; otherwise it is computed here.
         """
-        env, p = ev.envelope, ev.payload
+        p = ev.payload
         if isinstance(p, ProjectCreated):
             if seq != 0:
                 raise Conflict(f"project {self.project} already exists")
@@ -213,9 +213,7 @@ class Projector:
             )
         return inst
 
-    def _mask(
-        self, seg: Any, image: dict[str, Any], loc: str, mask: MaskInfo | None
-    ) -> MaskInfo:
+    def _mask(self, seg: Any, image: dict[str, Any], loc: str, mask: MaskInfo | None) -> MaskInfo:
         if mask is not None:
             return mask
         return validate_segmentation(seg, image["height"], image["width"], loc)
@@ -277,7 +275,9 @@ def _bbox_text(mask: MaskInfo) -> str:
 # --- one handler per event type ---------------------------------------------------
 
 
-def _project_created(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None) -> None:
+def _project_created(
+    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
+) -> None:
     pass  # the head row is the project's projection
 
 
@@ -305,7 +305,8 @@ def _guideline_published(
     existing = pj._cache["guidelines"].get((p.guideline_id, p.version))
     if existing is not None:
         raise Conflict(
-            f"guideline {p.guideline_id}@{p.version} is already published (entry {existing['seq']})",
+            f"guideline {p.guideline_id}@{p.version} is already published "
+            f"(entry {existing['seq']})",
             [FieldError(f"{loc}payload.version", "already published")],
         )
     pj._put(
@@ -326,9 +327,7 @@ def _category_defined(
             f"category {p.category_id} is already defined as {existing['name']!r}",
             [FieldError(f"{loc}payload.category_id", "already defined")],
         )
-    pj._put(
-        "categories", p.category_id, (pj.project, p.category_id, p.name, p.supercategory, seq)
-    )
+    pj._put("categories", p.category_id, (pj.project, p.category_id, p.name, p.supercategory, seq))
 
 
 def _image_registered(
@@ -428,9 +427,7 @@ def _mask_deleted(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInf
     )  # fmt: skip
 
 
-def _review_decided(
-    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
-) -> None:
+def _review_decided(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None) -> None:
     p = ev.payload
     assert isinstance(p, ReviewDecided)
     pj._actor_may(ev, loc, "review")
@@ -462,12 +459,12 @@ def _release_created(
             f"{loc}payload.tree_size",
             f"tree size {p.tree_size} is beyond the log ({seq} entries before this one)",
         )
+    policy = p.policy.model_dump(mode="json", exclude_none=True)
     pj._put(
         "releases",
         p.name,
-        (pj.project, p.name, seq, p.tree_size, dumps_column(p.policy.model_dump(mode="json", exclude_none=True)),
-         p.sha256),
-    )  # fmt: skip
+        (pj.project, p.name, seq, p.tree_size, dumps_column(policy), p.sha256),
+    )
 
 
 _HANDLERS = {

@@ -134,15 +134,14 @@ class Ledger:
         checked against a stored image needs no re-check under the lock; masks on
         images registered in the same batch are checked by the projector."""
         image_ids = {
-            p.parsed.payload.image_id
-            for p in prepared
-            if isinstance(p.parsed.payload, MaskCreated)
+            p.parsed.payload.image_id for p in prepared if isinstance(p.parsed.payload, MaskCreated)
         }
         if not image_ids:
             return
         marks = ",".join("?" * len(image_ids))
         rows = self.store.query(
-            f"SELECT image_id, width, height FROM images WHERE project = ? AND image_id IN ({marks})",
+            "SELECT image_id, width, height FROM images"
+            f" WHERE project = ? AND image_id IN ({marks})",
             (project, *sorted(image_ids)),
         )
         sizes = {r["image_id"]: (int(r["height"]), int(r["width"])) for r in rows}
@@ -229,4 +228,3 @@ def _entry_row(
         project, seq, p.event_id, p.hash, env.type, env.actor, instance_id, image_id,
         guideline, now, data,
     )  # fmt: skip
-

@@ -10,8 +10,8 @@ sequence number and kind.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NoReturn
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from ledger.entry import MalformedEntry, parse_entry
 from ledger.merkle import CompactRange, leaf_hash, stored_hash_index

@@ -7,7 +7,9 @@ from ledger.store import open_store
 from tests import factory as f
 
 
-def write(url: str, project: str, worker: int, batches: int, per_batch: int) -> list[tuple[str, int]]:
+def write(
+    url: str, project: str, worker: int, batches: int, per_batch: int
+) -> list[tuple[str, int]]:
     """Append ``batches`` batches; return (event id, acknowledged seq) of every event."""
     store = open_store(url)
     try:

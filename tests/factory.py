@@ -15,7 +15,9 @@ GUIDELINE = {"id": "seg-guide", "version": "1.0"}
 TOOL = {"name": "test-tool", "version": "0.1"}
 
 
-def event(type_: str, payload: dict[str, Any], actor: str = "admin", **extra: Any) -> dict[str, Any]:
+def event(
+    type_: str, payload: dict[str, Any], actor: str = "admin", **extra: Any
+) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "type": type_,
@@ -56,7 +58,9 @@ def image(image_id: str = "img-1", width: int = 64, height: int = 48) -> dict[st
     )
 
 
-def box_rle(height: int = 48, width: int = 64, x0: int = 5, y0: int = 5, x1: int = 20, y1: int = 15) -> dict[str, Any]:
+def box_rle(
+    height: int = 48, width: int = 64, x0: int = 5, y0: int = 5, x1: int = 20, y1: int = 15
+) -> dict[str, Any]:
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
     return dict(encode(mask))
@@ -83,17 +87,23 @@ def mask_created(
     )
 
 
-def mask_edited(instance_id: str, revision: int, actor_id: str = "alice", **payload: Any) -> dict[str, Any]:
+def mask_edited(
+    instance_id: str, revision: int, actor_id: str = "alice", **payload: Any
+) -> dict[str, Any]:
     if not payload:
         payload = {"segmentation": box_rle(x1=25)}
-    return event("mask.edited", {"instance_id": instance_id, "revision": revision, **payload}, actor=actor_id)
+    return event(
+        "mask.edited", {"instance_id": instance_id, "revision": revision, **payload}, actor=actor_id
+    )
 
 
 def mask_deleted(instance_id: str, revision: int, actor_id: str = "alice") -> dict[str, Any]:
     return event("mask.deleted", {"instance_id": instance_id, "revision": revision}, actor=actor_id)
 
 
-def review(instance_id: str, revision: int, decision: str = "accept", actor_id: str = "rita") -> dict[str, Any]:
+def review(
+    instance_id: str, revision: int, decision: str = "accept", actor_id: str = "rita"
+) -> dict[str, Any]:
     return event(
         "review.decided",
         {"instance_id": instance_id, "revision": revision, "decision": decision},

@@ -377,10 +377,15 @@ json_values = st.recursive(
     ),
     max_leaves=40,
 )
-props = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@props
+def props(examples: int) -> settings:
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+
+
+@props(600)
 @given(json_values)
 def test_matches_rfc8785_package(value: Any) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
@@ -399,7 +404,7 @@ wild_values = st.recursive(
 )
 
 
-@props
+@props(400)
 @given(wild_values)
 def test_refuses_what_rfc8785_package_refuses(value: Any) -> None:
     try:
@@ -411,7 +416,7 @@ def test_refuses_what_rfc8785_package_refuses(value: Any) -> None:
         assert canonical_bytes(value) == expected
 
 
-@props
+@props(1500)
 @given(finite_floats)
 def test_numbers_match_rfc8785_package(value: float) -> None:
     assert format_number(value) == rfc8785.dumps(value).decode()
@@ -426,7 +431,7 @@ def unsafe_ints(value: Any) -> bool:
     return type(value) is int and abs(value) > MAX_SAFE_INTEGER
 
 
-@props
+@props(200)
 @given(json_values)
 def test_canonical_bytes_parse_back_and_are_a_fixed_point(value: Any) -> None:
     encoded = canonical_bytes(value)

@@ -15,7 +15,9 @@ from tests import factory as f
 from tests.test_tamper import owner_sql
 
 
-def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ledger.cli", *args],
         env=env,
@@ -49,7 +51,10 @@ def test_append_log_verify_round_trip(tmp_path: Path, env: dict[str, str], db_ur
     assert "appended 0 events to demo (26 already present)" in again.stdout
 
     log = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "log", "-p", "demo"], env=env, capture_output=True, timeout=60
+        [sys.executable, "-m", "ledger.cli", "log", "-p", "demo"],
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     lines = log.stdout.split(b"\n")[:-1]
     assert len(lines) == 26
@@ -66,7 +71,9 @@ def test_append_log_verify_round_trip(tmp_path: Path, env: dict[str, str], db_ur
     )  # fmt: skip
     assert window.stdout.split(b"\n")[:-1] == lines[3:5]
 
-    owner_sql(db_url, "UPDATE entries SET entry = ? WHERE project = ? AND seq = 9", (lines[8], "demo"))
+    owner_sql(
+        db_url, "UPDATE entries SET entry = ? WHERE project = ? AND seq = 9", (lines[8], "demo")
+    )
     broken = run(["verify", "-p", "demo"], env)
     assert broken.returncode == 1
     assert "demo: FAILED at entry 9: sequence" in broken.stderr

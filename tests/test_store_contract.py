@@ -90,7 +90,9 @@ def test_reused_uuid_with_other_content_is_a_conflict(ledger: Ledger, store: Sto
 def test_batch_is_atomic_and_names_the_bad_event(ledger: Ledger, store: Store) -> None:
     seeded(ledger)
     bad = f.mask_created("b", image_id="no-such-image")
-    with pytest.raises(InvalidInput, match=r"events\[1\]\.payload\.image_id: image 'no-such-image'"):
+    with pytest.raises(
+        InvalidInput, match=r"events\[1\]\.payload\.image_id: image 'no-such-image'"
+    ):
         ledger.append(P, [f.mask_created("a"), bad, f.mask_created("c")], "t")
     assert size(store) == 6
     assert store.query("SELECT COUNT(*) AS n FROM instances WHERE project = ?", (P,))[0]["n"] == 0

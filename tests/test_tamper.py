@@ -22,7 +22,9 @@ def owner_sql(url: str, sql: str, params: tuple[object, ...] = ()) -> None:
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
-            names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
+            names = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+            ]
             for name in names:
                 conn.execute(f"DROP TRIGGER {name}")
             conn.execute(sql, params)

@@ -94,7 +94,9 @@ class PostgresStore(SqlStore):
         if isinstance(error, pg_errors.UniqueViolation):
             return Conflict(f"the database refused a duplicate: {text}")
         if isinstance(error, pg_errors.UndefinedTable):
-            return StorageError(f"the database at {where} has no ledger schema; run `ledger db upgrade`")
+            return StorageError(
+                f"the database at {where} has no ledger schema; run `ledger db upgrade`"
+            )
         if isinstance(
             error,
             pg_errors.SerializationFailure

@@ -129,9 +129,7 @@ class SQLiteStore(SqlStore):
         if not isinstance(error, sqlite3.Error):
             return None
         text = str(error)
-        if isinstance(error, sqlite3.OperationalError) and (
-            "locked" in text or "busy" in text
-        ):
+        if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             return StorageUnavailable(
                 f"the SQLite database {self.path} stayed locked by another writer for "
                 f"{self.busy_timeout:g} s; retry the request"
