@@ -49,6 +49,10 @@ EVENT_TYPES = (
     "mask.deleted",
     "review.decided",
     "release.created",
+    "review.assigned",
+    "counts.declared",
+    "release.materialized",
+    "job.status_changed",
 )
 #: event types that change a mask or judge one: they name a guideline version
 MASK_EVENTS = frozenset({"mask.created", "mask.edited", "mask.deleted"})
@@ -198,6 +202,56 @@ class ReleaseCreated(_Strict):
     sha256: Sha256Hex
 
 
+class ReviewAssigned(_Strict):
+    """A reviewer was asked to judge an instance's revision (routing or by hand)."""
+
+    instance_id: Identifier
+    revision: Annotated[int, Field(ge=1, strict=True)]
+    assignee: Identifier
+    #: the routing rule that chose the assignee, if any
+    rule: Identifier | None = None
+    reason: ShortText | None = None
+
+
+class ExpectedCount(_Strict):
+    category_id: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
+    count: Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
+
+
+class CountsDeclared(_Strict):
+    """How many instances of each category an image is expected to hold."""
+
+    image_id: Identifier
+    counts: Annotated[tuple[ExpectedCount, ...], Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _distinct_categories(self) -> CountsDeclared:
+        ids = [c.category_id for c in self.counts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each category may be declared once per image")
+        return self
+
+
+class ReleaseMaterialized(_Strict):
+    """A release's exports were written; the manifest lists every file with its SHA-256."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")]
+    manifest_sha256: Sha256Hex
+    files: Annotated[int, Field(ge=0, strict=True)]
+    target: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class JobStatusChanged(_Strict):
+    """An external annotation job (for example a CVAT job) changed status."""
+
+    source: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    status: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    stage: Annotated[str, StringConstraints(max_length=100)] | None = None
+    task_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {
     "project.created": ProjectCreated,
     "actor.registered": ActorRegistered,
@@ -209,6 +263,10 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "mask.deleted": MaskDeleted,
     "review.decided": ReviewDecided,
     "release.created": ReleaseCreated,
+    "review.assigned": ReviewAssigned,
+    "counts.declared": CountsDeclared,
+    "release.materialized": ReleaseMaterialized,
+    "job.status_changed": JobStatusChanged,
 }
 
 
@@ -227,6 +285,10 @@ class Event(_Strict):
         "mask.deleted",
         "review.decided",
         "release.created",
+        "review.assigned",
+        "counts.declared",
+        "release.materialized",
+        "job.status_changed",
     ]
     actor: Identifier
     client_time: AwareDatetime

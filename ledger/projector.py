@@ -17,6 +17,10 @@ from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
 from ledger.events import (
     ActorRegistered,
     CategoryDefined,
+    CountsDeclared,
+    JobStatusChanged,
+    ReleaseMaterialized,
+    ReviewAssigned,
     GuidelinePublished,
     ImageRegistered,
     MaskCreated,
@@ -86,6 +90,7 @@ class Projector:
                 ("category_id", "categories"),
                 ("guideline_id", "guidelines"),
                 ("actor_id", "actors"),
+                ("assignee", "actors"),
             ):
                 value = getattr(p, attr, None)
                 if value is not None:
@@ -467,6 +472,63 @@ def _release_created(
     )
 
 
+def _review_assigned(
+    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
+) -> None:
+    p = ev.payload
+    assert isinstance(p, ReviewAssigned)
+    assignee = pj._get("actors", p.assignee)
+    if assignee is None:
+        raise InvalidInput.field(
+            f"{loc}payload.assignee", f"actor {p.assignee!r} is not registered in {pj.project}"
+        )
+    if "review" not in _json_list(assignee["roles"]):
+        raise InvalidInput.field(
+            f"{loc}payload.assignee", f"actor {p.assignee!r} ({assignee['kind']}) may not review"
+        )
+    pj._live_instance(p.instance_id, p.revision, loc)
+    if pj._revisions[p.instance_id]["actor"] == p.assignee:
+        raise InvalidInput.field(
+            f"{loc}payload.assignee",
+            f"actor {p.assignee!r} drew revision {p.revision} of {p.instance_id!r} "
+            "and may not be asked to review it",
+        )
+    pj.batch.add(
+        "assignments",
+        (pj.project, seq, p.instance_id, p.revision, p.assignee, p.rule, ev.envelope.actor),
+    )
+
+
+def _counts_declared(
+    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
+) -> None:
+    p = ev.payload
+    assert isinstance(p, CountsDeclared)
+    pj._image(p.image_id, f"{loc}payload.image_id")
+    for i, c in enumerate(p.counts):
+        pj._category(c.category_id, f"{loc}payload.counts[{i}].category_id")
+    counts = {str(c.category_id): c.count for c in p.counts}
+    pj.batch.add("count_declarations", (pj.project, seq, p.image_id, dumps_column(counts)))
+
+
+def _release_materialized(
+    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
+) -> None:
+    p = ev.payload
+    assert isinstance(p, ReleaseMaterialized)
+    if pj._get("releases", p.name) is None:
+        raise InvalidInput.field(f"{loc}payload.name", f"release {p.name!r} does not exist")
+    pj.batch.add(
+        "materializations", (pj.project, seq, p.name, p.manifest_sha256, p.files, p.target)
+    )
+
+
+def _job_status_changed(
+    pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo | None
+) -> None:
+    assert isinstance(ev.payload, JobStatusChanged)  # recorded in the log only
+
+
 _HANDLERS = {
     ProjectCreated: _project_created,
     ActorRegistered: _actor_registered,
@@ -478,4 +540,8 @@ _HANDLERS = {
     MaskDeleted: _mask_deleted,
     ReviewDecided: _review_decided,
     ReleaseCreated: _release_created,
+    ReviewAssigned: _review_assigned,
+    CountsDeclared: _counts_declared,
+    ReleaseMaterialized: _release_materialized,
+    JobStatusChanged: _job_status_changed,
 }

@@ -50,6 +50,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "reviews": ("project", "seq", "instance_id", "revision", "reviewer", "decision", "reason"),
     "links": ("project", "parent", "child", "relation", "seq"),
     "releases": ("project", "name", "seq", "tree_size", "policy", "sha256"),
+    "assignments": ("project", "seq", "instance_id", "revision", "assignee", "rule", "assigned_by"),
+    "count_declarations": ("project", "seq", "image_id", "counts"),
+    "materializations": ("project", "seq", "name", "manifest_sha256", "files", "target"),
 }  # fmt: skip
 
 #: mutable projections: rows replace the row with the same key
@@ -61,7 +64,7 @@ UPSERT_KEYS: dict[str, tuple[str, ...]] = {
 #: projection tables, in the order ``projections check`` compares them
 PROJECTION_TABLES = (
     "actors", "guidelines", "categories", "images", "instances", "revisions", "reviews",
-    "links", "releases",
+    "links", "releases", "assignments", "count_declarations", "materializations",
 )  # fmt: skip
 
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -74,6 +77,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "reviews": ("seq",),
     "links": ("parent", "child"),
     "releases": ("name",),
+    "assignments": ("seq",),
+    "count_declarations": ("seq",),
+    "materializations": ("seq",),
 }
 
 
@@ -186,6 +192,12 @@ class Store(abc.ABC):
         self, sql: str, params: Sequence[Any] = (), page: int = 5000
     ) -> Iterator[dict[str, Any]]:
         """Stream the rows of a read-only query without holding them all in memory."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement (``?`` placeholders) in its own transaction and
+        return the number of rows it changed. For small writes outside the append
+        path (checkpoints, published keys)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

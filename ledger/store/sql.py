@@ -209,6 +209,16 @@ class SqlStore(Store):
             finally:
                 self._rollback(conn)
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._guard(), self._connection() as conn:
+            try:
+                count = conn.execute(self.sql(sql), tuple(params)).rowcount
+            except BaseException:
+                self._rollback(conn)
+                raise
+            self._commit(conn)
+            return int(count)
+
     def ping(self) -> None:
         with self._guard(), self._connection() as conn:
             conn.execute("SELECT 1").fetchall()
