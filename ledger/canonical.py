@@ -24,7 +24,8 @@ and rewrites what Python would write differently: integral floats become ints, a
 the rare values the C encoder cannot spell at all (floats below 1e-4 whose repr uses
 another layout, objects with keys outside the BMP) are written here and stand in the
 tree as placeholder integers that are swapped for their text afterwards
-(:func:`_splice`). Only the containers on the way to a rewritten value are copied.
+(:func:`_splice`). Only the containers on the way to a rewritten value are copied,
+and long arrays of floats (polygon coordinates) are checked by a few passes in C.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from itertools import compress, count
 from json.encoder import encode_basestring as _encode_string  # as ensure_ascii=False
 from typing import Any, NoReturn, TypeAlias
 
@@ -195,6 +197,10 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
 
 
 def _prepare_array(array: list[Any] | tuple[Any, ...], raw: list[str]) -> Any:
+    if len(array) >= 8 and type(array[0]) is float:
+        fast = _prepare_coordinates(array)
+        if fast is not None:
+            return fast
     out: Any = array
     for index, item in enumerate(array):
         kind = type(item)
@@ -213,6 +219,26 @@ def _prepare_array(array: list[Any] | tuple[Any, ...], raw: list[str]) -> Any:
             if out is array:
                 out = list(array)
             out[index] = new
+    return out
+
+
+def _prepare_coordinates(array: list[Any] | tuple[Any, ...]) -> Any:
+    """Fast path for arrays of non-negative floats (polygon coordinates), checked by a
+    few passes in C instead of a loop in Python. None if the array is not of that kind."""
+    try:
+        # Raises TypeError unless every item is a float.
+        integral = list(compress(count(), map(float.is_integer, array)))
+    except TypeError:
+        return None
+    total = sum(array)  # NaN or an infinity makes it non-finite
+    smallest = min(filter(None, array), default=1.0)  # ignoring zeros, which are integral
+    if not (total - total == 0.0 and smallest >= 1e-4 and max(array) <= 2**53):
+        return None
+    if not integral:
+        return array
+    out = list(array)
+    for index in integral:
+        out[index] = int(array[index])
     return out
 
 

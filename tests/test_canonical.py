@@ -242,11 +242,16 @@ def test_nested_outside_bmp_objects() -> None:
 
 
 def test_input_is_not_modified() -> None:
-    value: dict[str, Any] = {"a": [1.0, 1e-5, {"\U0001f600": 2.0}], "b": (3.0,)}
+    value: dict[str, Any] = {
+        "a": [1.0, 1e-5, {"\U0001f600": 2.0}],
+        "b": (3.0,),
+        "polygon": [12.5, 0.0, 7.0, 3.25] * 4,
+    }
     before = copy.deepcopy(value)
-    canonical_bytes(value)
+    assert canonical_bytes(value) == rfc8785.dumps(value)
     assert value == before
     assert type(value["a"][0]) is float
+    assert type(value["polygon"][1]) is float
 
 
 def test_text_that_looks_like_a_placeholder() -> None:
@@ -421,6 +426,30 @@ def test_refuses_what_rfc8785_package_refuses(value: Any) -> None:
 def test_numbers_match_rfc8785_package(value: float) -> None:
     assert format_number(value) == rfc8785.dumps(value).decode()
     assert canonical_bytes([value, {"v": value}]) == rfc8785.dumps([value, {"v": value}])
+
+
+coordinates = st.one_of(
+    st.floats(min_value=0, max_value=5000).map(lambda x: round(x, 2)),
+    st.integers(0, 5000).map(float),
+    st.sampled_from([0.0, -0.0, 1e-4, 9.9e-5, 1e-7, 2.0**53, 2.0**53 + 2, 1e16, 1e21]),
+    finite_floats,
+)
+
+
+@props(300)
+@given(st.lists(coordinates, min_size=8, max_size=40), st.sampled_from([None, "x", 1, True]))
+def test_float_arrays_match_rfc8785_package(array: list[Any], odd: Any) -> None:
+    assert canonical_bytes(array) == rfc8785.dumps(array)
+    assert canonical_bytes({"p": [array]}) == rfc8785.dumps({"p": [array]})
+    mixed = [*array, odd]
+    assert canonical_bytes(mixed) == rfc8785.dumps(mixed)
+
+
+def test_float_arrays_with_refused_values() -> None:
+    for bad, message in ((math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity")):
+        array = [1.5] * 10 + [bad, 2.5]
+        with pytest.raises(InvalidInput, match=rf"points\[10\]: {message} is not a JSON number"):
+            canonical_bytes({"points": array})
 
 
 def unsafe_ints(value: Any) -> bool:
