@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     sqlite_busy_timeout: float = Field(default=30.0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: seconds a service process trusts a token it has checked before asking the
+    #: database again (a revocation reaches every process within this time; 0: no cache)
+    token_cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    #: shared secret Label Studio sends in ``X-Ledger-Webhook-Secret`` (empty: endpoint off)
+    label_studio_secret: str = ""
+    #: secret of CVAT's webhook signature ``X-Signature-256`` (empty: endpoint off)
+    cvat_webhook_secret: str = ""
+    #: key that signs console session cookies; empty means ``<data_dir>/console.key``
+    console_secret_key: str = ""
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,8 @@ stored.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,6 +86,9 @@ class Projector:
             wanted["actors"].add(env.actor)
             if env.guideline is not None:
                 wanted["guidelines"].add(env.guideline.id)
+            # The payload's field values: a pydantic model keeps them in __dict__, and a
+            # lookup there costs far less than getattr on a field the model lacks.
+            fields = vars(p)
             for attr, table in (
                 ("instance_id", "instances"),
                 ("image_id", "images"),
@@ -92,16 +97,15 @@ class Projector:
                 ("actor_id", "actors"),
                 ("assignee", "actors"),
             ):
-                value = getattr(p, attr, None)
+                value = fields.get(attr)
                 if value is not None:
                     wanted[table].add(value)
-            for parent in getattr(p, "parents", ()):
+            for parent in fields.get("parents", ()):
                 wanted["instances"].add(parent)
             if isinstance(p, ReleaseCreated):
                 wanted["releases"].add(p.name)
         instance_ids = wanted["instances"]
-        for table, keys in wanted.items():
-            self._load(table, keys)
+        self._load_many(wanted)
         # images of the instances named, for mask checks of edits
         self._load(
             "images",
@@ -114,22 +118,48 @@ class Projector:
                 if inst is not None and row["revision"] == inst["revision"]:
                     self._revisions[row["instance_id"]] = row
 
+    def remember(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Take rows read before the append's lock, of a table whose rows never change
+        once written (images), so that the locked part need not read them again."""
+        self._fill(table, (), rows)
+
     def _load(self, table: str, keys: set[Any]) -> None:
         cache = self._cache[table]
         missing = [k for k in keys if k not in cache]
         if not missing:
             return
-        key = _REFS[table]
-        if table == "guidelines":
-            for row in self.loader.rows(table, key, missing):
-                cache[(row["guideline_id"], row["version"])] = row
-            for k in missing:
-                cache.setdefault(k, None)  # the id alone marks "loaded"
+        self._fill(table, missing, self.loader.rows(table, _REFS[table], missing))
+
+    def _load_many(self, wanted: dict[str, set[Any]]) -> None:
+        """``_load`` of several tables, in one loader call (one round trip) when the
+        loader offers ``rows_many``."""
+        missing: dict[str, list[Any]] = {}
+        for table, keys in wanted.items():
+            cache = self._cache[table]
+            if absent := [k for k in keys if k not in cache]:
+                missing[table] = absent
+        if not missing:
             return
-        for row in self.loader.rows(table, key, missing):
-            cache[row[key]] = row
+        rows_many = getattr(self.loader, "rows_many", None)
+        if rows_many is None:
+            for table, absent in missing.items():
+                self._fill(table, absent, self.loader.rows(table, _REFS[table], absent))
+            return
+        results = rows_many([(table, _REFS[table], absent) for table, absent in missing.items()])
+        for (table, absent), rows in zip(missing.items(), results, strict=True):
+            self._fill(table, absent, rows)
+
+    def _fill(self, table: str, missing: Iterable[Any], rows: Iterable[dict[str, Any]]) -> None:
+        cache = self._cache[table]
+        if table == "guidelines":
+            for row in rows:
+                cache[(row["guideline_id"], row["version"])] = row
+        else:
+            key = _REFS[table]
+            for row in rows:
+                cache[row[key]] = row
         for k in missing:
-            cache.setdefault(k, None)
+            cache.setdefault(k, None)  # for guidelines, the id alone marks "loaded"
 
     def _get(self, table: str, key: Any) -> dict[str, Any] | None:
         cache = self._cache[table]
@@ -267,10 +297,13 @@ class Projector:
 
 
 def _json_list(text: str) -> list[str]:
-    import json
+    return list(_parsed_list(text))
 
-    value = json.loads(text)
-    return [str(v) for v in value]
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_list(text: str) -> tuple[str, ...]:
+    # Roles are parsed once per distinct text, not once per event.
+    return tuple(str(v) for v in json.loads(text))
 
 
 def _bbox_text(mask: MaskInfo) -> str:

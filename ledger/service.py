@@ -24,6 +24,10 @@ from ledger.merkle import CompactRange, leaf_hash, stored_hash_index
 from ledger.projector import Projector
 from ledger.store.base import Head, Store
 
+#: bounds of the read shortcuts a Ledger keeps (entries; each is dropped whole when full)
+_CACHED_IMAGES = 200_000
+_CACHED_EDGES = 10_000
+
 PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -81,6 +85,11 @@ class Ledger:
         self.max_batch = max_batch
         self.clock = clock
         self.on_append = on_append
+        # Shortcuts for reads of what cannot change once written: image rows (the
+        # table is append-only) and the tree's right edge at a head this process wrote
+        # (a head's size and last leaf hash fix every entry before it).
+        self._image_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self._edges: dict[str, tuple[int, bytes | None, CompactRange]] = {}
 
     # --- append -------------------------------------------------------------------
     def append(self, project: str, events: Sequence[Any], principal: str) -> AppendResult:
@@ -98,8 +107,8 @@ class Ledger:
                 "events", f"batch of {len(events)} events exceeds the limit of {self.max_batch}"
             )
         prepared = self._prepare(events)
-        self._check_masks_unlocked(project, prepared)
-        result = self._append_locked(project, prepared, principal)
+        images = self._check_masks_unlocked(project, prepared)
+        result = self._append_locked(project, prepared, principal, images)
         if self.on_append is not None and result.appended:
             self.on_append(result)
         return result
@@ -129,21 +138,31 @@ class Ledger:
             seen[p.event_id] = p.hash
         return prepared
 
-    def _check_masks_unlocked(self, project: str, prepared: list[_Prepared]) -> None:
+    def _check_masks_unlocked(
+        self, project: str, prepared: list[_Prepared]
+    ) -> list[dict[str, Any]]:
         """Decode masks before the lock. Image registrations never change, so a mask
         checked against a stored image needs no re-check under the lock; masks on
-        images registered in the same batch are checked by the projector."""
+        images registered in the same batch are checked by the projector. Returns the
+        image rows read, which the locked part then need not read again."""
         image_ids = {
             p.parsed.payload.image_id for p in prepared if isinstance(p.parsed.payload, MaskCreated)
         }
         if not image_ids:
-            return
-        marks = ",".join("?" * len(image_ids))
-        rows = self.store.query(
-            "SELECT image_id, width, height FROM images"
-            f" WHERE project = ? AND image_id IN ({marks})",
-            (project, *sorted(image_ids)),
-        )
+            return []
+        cache = self._image_rows
+        missing = sorted(i for i in image_ids if (project, i) not in cache)
+        if missing:
+            marks = ",".join("?" * len(missing))
+            read = self.store.query(
+                f"SELECT * FROM images WHERE project = ? AND image_id IN ({marks})",
+                (project, *missing),
+            )
+            if len(cache) + len(read) > _CACHED_IMAGES:
+                cache.clear()
+            for image in read:
+                cache[(project, image["image_id"])] = image
+        rows = [r for i in image_ids if (r := cache.get((project, i))) is not None]
         sizes = {r["image_id"]: (int(r["height"]), int(r["width"])) for r in rows}
         for i, p in enumerate(prepared):
             payload = p.parsed.payload
@@ -152,16 +171,26 @@ class Ledger:
                 p.mask = validate_segmentation(
                     payload.segmentation, h, w, f"events[{i}].payload.segmentation"
                 )
+        return rows
 
     def _append_locked(
-        self, project: str, prepared: list[_Prepared], principal: str
+        self,
+        project: str,
+        prepared: list[_Prepared],
+        principal: str,
+        images: Sequence[dict[str, Any]] = (),
     ) -> AppendResult:
         with self.store.append_txn(project) as txn:
             head = txn.head()
             existing = txn.existing_events([p.event_id for p in prepared])
             projector = Projector(project, txn, head.size)
+            projector.remember("images", images)
             projector.prefetch(p.parsed for p in prepared)
-            tree = CompactRange.from_reader(head.size, txn.read_hashes)
+            edge = self._edges.get(project)
+            if edge is not None and edge[:2] == (head.size, head.last_leaf):
+                tree = edge[2].copy()
+            else:
+                tree = CompactRange.from_reader(head.size, txn.read_hashes)
 
             now = format_time(self.clock())
             if head.last_recorded_at is not None and now < head.last_recorded_at:
@@ -204,7 +233,12 @@ class Ledger:
                 seq += 1
             if seq != head.size:
                 txn.write(projector.batch, Head(project, seq, prev, now))
-            return AppendResult(project, results, seq, tree.root())
+            result = AppendResult(project, results, seq, tree.root())
+        # Committed: the next append at this head need not read the right edge.
+        if len(self._edges) >= _CACHED_EDGES and project not in self._edges:
+            self._edges.clear()
+        self._edges[project] = (seq, prev, tree)
+        return result
 
     # --- small reads --------------------------------------------------------------
     def head(self, project: str) -> Head:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ledger.commands import admin, checkpoints, core, releases, server
+from ledger.commands import admin, checkpoints, core, qa, releases, server, workflow
 
 
 def register_all(cli: click.Group) -> None:
-    for module in (core, checkpoints, releases, server, admin):
+    # workflow adds subcommands to the release group, so it comes after releases
+    for module in (core, checkpoints, releases, server, admin, qa, workflow):
         module.register(cli)

@@ -135,6 +135,7 @@ def log_cmd(ctx: Context, project: str, start: int, end: int | None) -> None:
 @pass_ctx
 def verify(ctx: Context, project: str | None) -> None:
     """Recompute every leaf, chain link and tree hash; exit 1 at the first bad entry."""
+    from ledger.checkpoints import published_verifier_keys
     from ledger.verify import verify_log
 
     store = ctx.store()
@@ -149,7 +150,9 @@ def verify(ctx: Context, project: str | None) -> None:
             def progress(done: int, total: int) -> None:
                 bar.update(done - bar.n)
 
-            report = verify_log(store, name, progress)
+            # checkpoint signatures: the configured keys, else those the database published
+            keys = published_verifier_keys(ctx.settings) or None
+            report = verify_log(store, name, progress, verifiers=keys, workers=None)
         if report.ok:
             root = report.root.hex() if report.root else ""
             click.echo(f"{name}: OK, {report.checked} entries, root {root}")

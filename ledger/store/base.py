@@ -188,6 +188,11 @@ class Store(abc.ABC):
         """A read-only query written with ``?`` placeholders (projection reads)."""
 
     @abc.abstractmethod
+    def query_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Like :meth:`query`, but rows as plain tuples, fetched the fastest way the
+        driver has (binary format on PostgreSQL): for bulk reads such as verification."""
+
+    @abc.abstractmethod
     def iter_query(
         self, sql: str, params: Sequence[Any] = (), page: int = 5000
     ) -> Iterator[dict[str, Any]]:

@@ -3,12 +3,17 @@
 The append lock is the project's row in ``heads``, taken with ``SELECT ... FOR UPDATE``
 inside the append transaction: writers of one project queue on that row and commit in
 sequence order; writers of other projects lock other rows and never wait for each
-other. Rows are written with COPY: one round trip per table per batch.
+other. Taking the lock also reads the head. The reads of an append are index probes
+(see ``_keyed_statements``), the ones that do not depend on each other sent in one
+round trip. Rows are written with COPY where a table gets many (binary where they hold
+bytes; one round trip per table per batch); the few rows of the other tables, the
+mutable projections (one upsert statement each) and the head update go together in
+one round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +22,28 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ledger.errors import Conflict, LedgerError, StorageError, StorageUnavailable
-from ledger.store.base import TABLES
-from ledger.store.sql import SqlStore
+from ledger.errors import (
+    Conflict,
+    InvalidInput,
+    LedgerError,
+    StorageError,
+    StorageUnavailable,
+)
+from ledger.store.base import TABLES, UPSERT_KEYS, Head, WriteBatch
+from ledger.store.sql import _MOVE_HEAD, KeyedRequest, SqlStore, _head_values
 
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x4C454447  # "LEDG"
+
+# A table with fewer new rows than this is written with INSERT statements sent in one
+# pipeline together with the other small tables and the head update (one round trip
+# for all of them); from this many rows on, COPY is cheaper on both sides despite its
+# own round trip. Single-event appends therefore write everything in one round trip.
+_COPY_MIN_ROWS = 32
+
+_LOCK_HEAD = (
+    "SELECT project, size, last_leaf, last_recorded_at FROM heads WHERE project = %s FOR UPDATE"
+)
 
 
 class PostgresStore(SqlStore):
@@ -44,6 +65,7 @@ class PostgresStore(SqlStore):
             self._pool.open(wait=False)
         except (psycopg.Error, PoolTimeout) as e:
             raise self._translate(e) or StorageError(str(e)) from e
+        self._types: dict[str, dict[str, str]] = {}  # table -> column -> SQL type
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -54,14 +76,16 @@ class PostgresStore(SqlStore):
         self._pool.close()
 
     # --- dialect hooks ------------------------------------------------------------
-    def _begin_append(self, conn: Any, project: str) -> None:
-        lock = "SELECT size FROM heads WHERE project = %s FOR UPDATE"
-        if conn.execute(lock, (project,)).fetchone() is None:
+    def _begin_append(self, conn: Any, project: str) -> Head | None:
+        row = conn.execute(_LOCK_HEAD, (project,)).fetchone()
+        if row is None:
             conn.execute(
                 "INSERT INTO heads (project, size) VALUES (%s, 0) ON CONFLICT DO NOTHING",
                 (project,),
             )
-            conn.execute(lock, (project,)).fetchone()
+            row = conn.execute(_LOCK_HEAD, (project,)).fetchone()
+        name, size, leaf, recorded_at = row
+        return Head(name, int(size), bytes(leaf) if leaf is not None else None, recorded_at)
 
     def _commit(self, conn: Any) -> None:
         conn.commit()
@@ -69,11 +93,106 @@ class PostgresStore(SqlStore):
     def _rollback(self, conn: Any) -> None:
         conn.rollback()
 
+    def _fetch_rows(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        # binary results: bytea arrives as raw bytes, not hex text to decode
+        rows: list[tuple[Any, ...]] = conn.execute(sql, params, binary=True).fetchall()
+        return rows
+
     def _insert_many(self, conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-        cols = ", ".join(TABLES[table])
-        with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+        cols = TABLES[table]
+        types = self._column_types(conn, table)
+        # Text COPY spells bytea in hex, doubling the entry bytes on the wire and making
+        # the server decode them; binary COPY sends them as they are. Binary needs the
+        # column types, read from the catalog once per table.
+        binary = "bytea" in types.values()
+        sql = f"COPY {table} ({', '.join(cols)}) FROM STDIN{' (FORMAT BINARY)' if binary else ''}"
+        with conn.cursor() as cur, cur.copy(sql) as copy:
+            if binary:
+                copy.set_types([types[c] for c in cols])
             for row in rows:
                 copy.write_row(row)
+
+    def _column_types(self, conn: Any, table: str) -> dict[str, str]:
+        types = self._types.get(table)
+        if types is None:
+            rows = conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+            types = {str(name): str(kind) for name, kind in rows}
+            if types:
+                self._types[table] = types
+        return types
+
+    def _keyed_statements(
+        self, table: str, columns: str, key: str, project: str, values: Sequence[Any]
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        # One index probe per key, whatever the statistics say. The plain form
+        # `project = $1 AND key IN (...)` is planned from statistics, and on a table not
+        # analyzed yet (a new database, a log that just grew) the planner takes the
+        # default selectivity of `project = $1`, picks any project-prefixed index and
+        # filters every row of the project: each append then reads the whole log. A
+        # LATERAL subquery with OFFSET 0 (which keeps it from being flattened into a
+        # join) is run once per key with both columns bound, so it always uses the
+        # (project, key) index. One statement per table: also prepared once.
+        if not values:
+            return []
+        if all(isinstance(v, str) for v in values):
+            array = "text[]"
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            array = "bigint[]"
+        else:
+            return super()._keyed_statements(table, columns, key, project, values)
+        sql = (  # the key array goes in binary (%b): cheaper to dump than its text form
+            f"SELECT t.* FROM unnest(%b::{array}) AS k(v) CROSS JOIN LATERAL"
+            f" (SELECT {columns} FROM {table} WHERE project = ? AND {key} = k.v OFFSET 0) AS t"
+        )
+        return [(sql, (list(values), project))]
+
+    def _select_keyed_many(
+        self, conn: Any, project: str, requests: Sequence[KeyedRequest]
+    ) -> list[list[dict[str, Any]]]:
+        plans = [self._keyed_statements(t, c, k, project, v) for t, c, k, v in requests]
+        if sum(len(plan) for plan in plans) < 2:
+            return super()._select_keyed_many(conn, project, requests)
+        # Several reads in one round trip: pipeline mode sends every query before
+        # waiting for the first result.
+        with conn.pipeline():
+            cursors = [
+                [conn.execute(self.sql(sql), params) for sql, params in plan] for plan in plans
+            ]
+        return [[row for cur in plan for row in self._dicts(cur)] for plan in cursors]
+
+    def _write_batch(self, conn: Any, project: str, batch: WriteBatch, head: Head) -> None:
+        pipelined: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for table, rows in batch.rows.items():
+            if not rows:
+                continue
+            cols = TABLES[table]
+            if table in UPSERT_KEYS:
+                # One statement for all rows: column arrays (sent in binary, %b)
+                # unnested server-side.
+                types = self._column_types(conn, table)
+                keys = UPSERT_KEYS[table]
+                arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)
+                updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+                sql = (
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
+                    f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+                )
+                upserts = batch.upserts(table)
+                pipelined.append((sql, [tuple(list(col) for col in zip(*upserts, strict=True))]))
+            elif len(rows) >= _COPY_MIN_ROWS:
+                self._insert_many(conn, table, rows)
+            else:
+                marks = ", ".join(["%s"] * len(cols))
+                insert = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
+                pipelined.append((insert, rows))
+        with conn.pipeline(), conn.cursor() as cur:
+            for sql, params in pipelined:
+                cur.executemany(sql, params)
+            cur.execute(self.sql(_MOVE_HEAD), (*_head_values(head), project))
 
     def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
@@ -93,6 +212,10 @@ class PostgresStore(SqlStore):
             return StorageError(f"refused by the database: {text}")
         if isinstance(error, pg_errors.UniqueViolation):
             return Conflict(f"the database refused a duplicate: {text}")
+        if isinstance(error, psycopg.DataError):
+            # SQLSTATE class 22: a value its column cannot hold (an integer out of range,
+            # NUL in text). The input's fault; the transaction wrote nothing.
+            return InvalidInput(f"the database refused a value: {text}")
         if isinstance(error, pg_errors.UndefinedTable):
             return StorageError(
                 f"the database at {where} has no ledger schema; run `ledger db upgrade`"

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ledger.errors import LedgerError
 from ledger.store.base import (
@@ -20,6 +20,9 @@ from ledger.store.base import (
 )
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+
+#: (table, columns, key column, key values) of one keyed read inside an append
+KeyedRequest: TypeAlias = tuple[str, str, str, Sequence[Any]]
 
 # Longest IN (...) list sent in one query; both drivers take far more, this bounds
 # statement size.
@@ -46,10 +49,11 @@ class SqlStore(Store):
         """A connection for one unit of work (not inside a transaction)."""
 
     @abc.abstractmethod
-    def _begin_append(self, conn: Any, project: str) -> None:
+    def _begin_append(self, conn: Any, project: str) -> Head | None:
         """Start the append transaction, make sure the project's head row exists (size
         0 for a new project; rolled back with the rest if the append fails) and take
-        the project's lock."""
+        the project's lock. May return the locked head when taking the lock read it
+        anyway (saves the append a round trip); None makes the append read it."""
 
     @abc.abstractmethod
     def _insert_many(self, conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None: ...
@@ -66,6 +70,50 @@ class SqlStore(Store):
 
     @abc.abstractmethod
     def _rollback(self, conn: Any) -> None: ...
+
+    def _keyed_statements(
+        self, table: str, columns: str, key: str, project: str, values: Sequence[Any]
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """Statements (``?`` placeholders) selecting ``columns`` of the project's rows
+        of ``table`` whose ``key`` is one of ``values`` (distinct). Plain ``IN`` lists
+        here; a dialect may use a form its planner handles better."""
+        statements = []
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {columns} FROM {table} WHERE project = ? AND {key} IN ({marks})"
+            statements.append((sql, (project, *chunk)))
+        return statements
+
+    def _select_keyed_many(
+        self, conn: Any, project: str, requests: Sequence[KeyedRequest]
+    ) -> list[list[dict[str, Any]]]:
+        """The rows each (table, columns, key, values) request names, in request order,
+        inside the append transaction. One query after the other here; a client-server
+        dialect may send them all in one round trip."""
+        out: list[list[dict[str, Any]]] = []
+        for table, columns, key, values in requests:
+            rows: list[dict[str, Any]] = []
+            for sql, params in self._keyed_statements(table, columns, key, project, values):
+                rows.extend(self._fetch(conn, sql, params))
+            out.append(rows)
+        return out
+
+    def _select_keyed(
+        self, conn: Any, table: str, columns: str, key: str, project: str, values: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        return self._select_keyed_many(conn, project, [(table, columns, key, values)])[0]
+
+    def _write_batch(self, conn: Any, project: str, batch: WriteBatch, head: Head) -> None:
+        """Write everything one append gathered, then move the head, inside the append
+        transaction. Mutable projections are upserted, everything else inserted."""
+        for table, rows in batch.rows.items():
+            if not rows:
+                continue
+            if table in UPSERT_KEYS:
+                self._executemany(conn, _upsert_sql(self, table), batch.upserts(table))
+            else:
+                self._insert_many(conn, table, rows)
+        conn.execute(self.sql(_MOVE_HEAD), (*_head_values(head), project))
 
     # --- helpers ----------------------------------------------------------------
     @contextmanager
@@ -116,9 +164,9 @@ class SqlStore(Store):
     @contextmanager
     def _append_txn(self, project: str) -> Iterator[AppendTxn]:
         with self._guard(), self._connection() as conn:
-            self._begin_append(conn, project)
+            locked = self._begin_append(conn, project)
             try:
-                yield _SqlAppendTxn(self, conn, project)
+                yield _SqlAppendTxn(self, conn, project, locked)
             except BaseException:
                 self._rollback(conn)
                 raise
@@ -134,6 +182,17 @@ class SqlStore(Store):
                 return self._fetch(conn, sql, params)
             finally:
                 self._rollback(conn)
+
+    def query_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._guard(), self._connection() as conn:
+            try:
+                return self._fetch_rows(conn, self.sql(sql), tuple(params))
+            finally:
+                self._rollback(conn)
+
+    def _fetch_rows(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
+        return rows
 
     def iter_query(
         self, sql: str, params: Sequence[Any] = (), page: int = 5000
@@ -255,12 +314,15 @@ def _read_hashes(store: SqlStore, conn: Any, project: str, indexes: Sequence[int
 
 
 class _SqlAppendTxn(AppendTxn):
-    def __init__(self, store: SqlStore, conn: Any, project: str) -> None:
+    def __init__(self, store: SqlStore, conn: Any, project: str, locked: Head | None) -> None:
         self.store = store
         self.conn = conn
         self.project = project
+        self._locked = locked  # the head as read by taking the lock, if it was
 
     def head(self) -> Head:
+        if self._locked is not None:
+            return self._locked
         rows = self.store._fetch(
             self.conn,
             "SELECT project, size, last_leaf, last_recorded_at FROM heads WHERE project = ?",
@@ -269,58 +331,51 @@ class _SqlAppendTxn(AppendTxn):
         return _head(rows[0])
 
     def existing_events(self, event_ids: Sequence[str]) -> dict[str, ExistingEvent]:
-        out: dict[str, ExistingEvent] = {}
-        for chunk in _chunks(list(event_ids)):
-            marks = ",".join("?" * len(chunk))
-            rows = self.store._fetch(
-                self.conn,
-                f"SELECT event_id, seq, event_hash FROM entries"
-                f" WHERE project = ? AND event_id IN ({marks})",
-                (self.project, *chunk),
-            )
-            for r in rows:
-                out[r["event_id"]] = ExistingEvent(int(r["seq"]), bytes(r["event_hash"]))
-        return out
+        rows = self.store._select_keyed(
+            self.conn,
+            "entries",
+            "event_id, seq, event_hash",
+            "event_id",
+            self.project,
+            list(dict.fromkeys(event_ids)),
+        )
+        return {r["event_id"]: ExistingEvent(int(r["seq"]), bytes(r["event_hash"])) for r in rows}
 
     def rows(self, table: str, key: str, values: Iterable[Any]) -> list[dict[str, Any]]:
-        if key not in TABLES[table]:
-            raise ValueError(f"{table} has no column {key}")
-        out: list[dict[str, Any]] = []
-        for chunk in _chunks(sorted(set(values))):
-            marks = ",".join("?" * len(chunk))
-            out.extend(
-                self.store._fetch(
-                    self.conn,
-                    f"SELECT * FROM {table} WHERE project = ? AND {key} IN ({marks})",
-                    (self.project, *chunk),
-                )
-            )
-        return out
+        return self.rows_many([(table, key, values)])[0]
+
+    def rows_many(
+        self, requests: Sequence[tuple[str, str, Iterable[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        """``rows`` of several (table, key, values) requests at once (one round trip
+        where the dialect can)."""
+        keyed: list[KeyedRequest] = []
+        for table, key, values in requests:
+            if key not in TABLES[table]:
+                raise ValueError(f"{table} has no column {key}")
+            keyed.append((table, "*", key, sorted(set(values))))
+        return self.store._select_keyed_many(self.conn, self.project, keyed)
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         return _read_hashes(self.store, self.conn, self.project, indexes)
 
     def write(self, batch: WriteBatch, head: Head) -> None:
-        for table, rows in batch.rows.items():
-            if not rows:
-                continue
-            if table in UPSERT_KEYS:
-                self._upsert(table, batch.upserts(table))
-            else:
-                self.store._insert_many(self.conn, table, rows)
-        self.conn.execute(
-            self.store.sql(
-                "UPDATE heads SET size = ?, last_leaf = ?, last_recorded_at = ? WHERE project = ?"
-            ),
-            (head.size, head.last_leaf, head.last_recorded_at, self.project),
-        )
+        self._locked = None
+        self.store._write_batch(self.conn, self.project, batch, head)
 
-    def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        cols = TABLES[table]
-        keys = UPSERT_KEYS[table]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
-        sql = self.store.sql(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        )
-        self.store._executemany(self.conn, sql, rows)
+
+_MOVE_HEAD = "UPDATE heads SET size = ?, last_leaf = ?, last_recorded_at = ? WHERE project = ?"
+
+
+def _head_values(head: Head) -> tuple[Any, ...]:
+    return (head.size, head.last_leaf, head.last_recorded_at)
+
+
+def _upsert_sql(store: SqlStore, table: str) -> str:
+    cols = TABLES[table]
+    keys = UPSERT_KEYS[table]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+    return store.sql(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
