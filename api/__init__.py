@@ -32,6 +32,8 @@ BLUEPRINTS = (
     "api.tokens",
     "api.integrations",
     "api.console",
+    "api.checkpoints",
+    "api.releases",
 )
 
 

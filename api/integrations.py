@@ -54,6 +54,16 @@ class CvatWebhook(BaseModel):
 SECRET_HEADER = "X-Ledger-Webhook-Secret"
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _body() -> tuple[bytes, Any]:
     if request.mimetype not in JSON_TYPES:
         shown = request.mimetype or "none"
@@ -63,6 +73,8 @@ def _body() -> tuple[bytes, Any]:
         value = parse_json(data, loc="body")
     except InvalidInput as e:
         raise MalformedRequest("the body is not valid JSON", e.errors) from None
+    if b"\\u0000" in data and _has_nul(value):
+        raise InvalidInput.field("body", "strings may not contain U+0000")
     return data, value
 
 

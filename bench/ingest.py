@@ -7,8 +7,9 @@ are random polygons on 1024x768 images, rasterised and sent as compressed COCO R
 about 1 KB of canonical JSON per event, spread over many images, annotators and
 categories of one project (set up before the clock starts).
 
-Measured in-process, each on a database created for it and dropped afterwards (SQLite
-in a temporary folder):
+Measured in-process, in rounds that each create a PostgreSQL database and a SQLite
+file (in a temporary folder) and drop them afterwards; each table and project in them
+is new:
 
 * ``Ledger.append`` on SQLite and on PostgreSQL, in 1000-event batches and with one
   event per commit: everything an append does (shape checks, canonical bytes, mask
@@ -21,6 +22,8 @@ in a temporary folder):
 
 Targets: batched append on PostgreSQL at least 3x the peer's batched rate, one event
 per commit at least the peer's rate, batched append at least half the raw COPY.
+Beside the rates, CPU time per event for the ledger and the peer, split between this
+process and the database's server processes (read from /proc): where the time goes.
 
 Other benchmarks import :func:`make_workload` and :func:`peer_rates` to compare with
 the peer on the same events.
@@ -249,12 +252,16 @@ def _server_cpu(url: str) -> dict[int, float]:
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ]
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     out: dict[int, float] = {}
     for pid in pids:
-        try:
+        try:  # nanoseconds on a CPU, first field of schedstat
+            out[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+            continue
+        except (OSError, IndexError, ValueError):
+            pass
+        try:  # utime + stime, in clock ticks
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             continue
     return out
@@ -331,8 +338,14 @@ def measure_peer(
     *,
     topic: str = "mask.created",
     admin_url: str = PG_ADMIN_URL,
+    url: str | None = None,
+    table: str = "stored_events",
 ) -> Measured:
-    """``peer_rate`` with its CPU cost per event."""
+    """``peer_rate`` with its CPU cost per event; in the database at ``url`` (into a new
+    table of that name) instead of a throwaway database when given."""
+    if url is None:
+        with throwaway_pg_database("bench_peer", admin_url) as fresh:
+            return measure_peer(event_bytes, batch, topic=topic, url=fresh, table=table)
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.postgres import PostgresApplicationRecorder
 
@@ -346,18 +359,17 @@ def measure_peer(
         )
         for b in event_bytes
     ]
-    with throwaway_pg_database("bench_peer", admin_url) as url:
-        datastore = _peer_datastore(url)
-        try:
-            recorder = PostgresApplicationRecorder(datastore)
-            recorder.create_table()
-            pg_checkpoint(admin_url)
-            clock = _Clock(url)
-            for chunk in _chunks(stored, batch):
-                recorder.insert_events(chunk)
-            measured = clock.stop(len(stored))
-        finally:
-            datastore.close()
+    datastore = _peer_datastore(url)
+    try:
+        recorder = PostgresApplicationRecorder(datastore, events_table_name=table)
+        recorder.create_table()
+        pg_checkpoint(admin_url)
+        clock = _Clock(url)
+        for chunk in _chunks(stored, batch):
+            recorder.insert_events(chunk)
+        measured = clock.stop(len(stored))
+    finally:
+        datastore.close()
     return measured
 
 
@@ -381,20 +393,31 @@ def peer_rates(
 # --- the physical limit: raw COPY -----------------------------------------------------------
 
 
-def copy_rate(event_bytes: Sequence[bytes], batch: int, admin_url: str = PG_ADMIN_URL) -> float:
+def copy_rate(
+    event_bytes: Sequence[bytes],
+    batch: int,
+    admin_url: str = PG_ADMIN_URL,
+    *,
+    url: str | None = None,
+    table: str = "raw_events",
+) -> float:
     """Events per second of a binary COPY of the bytes into an unindexed one-column
-    table, ``batch`` rows per transaction."""
+    table, ``batch`` rows per transaction; in the database at ``url`` (a new table of
+    that name) instead of a throwaway database when given."""
     import psycopg
 
-    with throwaway_pg_database("bench_copy", admin_url) as url, psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE raw_events (event bytea NOT NULL)")
+    if url is None:
+        with throwaway_pg_database("bench_copy", admin_url) as fresh:
+            return copy_rate(event_bytes, batch, admin_url, url=fresh, table=table)
+    with psycopg.connect(url) as conn:
+        conn.execute(f"CREATE TABLE {table} (event bytea NOT NULL)")
         conn.commit()
         pg_checkpoint(admin_url)
         start = time.perf_counter()
         for chunk in _chunks(event_bytes, batch):
             with (
                 conn.cursor() as cur,
-                cur.copy("COPY raw_events (event) FROM STDIN (FORMAT BINARY)") as copy,
+                cur.copy(f"COPY {table} (event) FROM STDIN (FORMAT BINARY)") as copy,
             ):
                 copy.set_types(["bytea"])
                 for b in chunk:
@@ -458,16 +481,22 @@ def profile(backend: str, workload: Workload, batch: int = BATCH, top: int = 30)
 
 @dataclass
 class _Best:
-    """The best rate of each figure over the rounds."""
+    """The best of each figure over the rounds: highest rate, lowest CPU per event."""
 
-    rates: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, list[Measured]] = field(default_factory=dict)
 
-    def add(self, name: str, rate: float) -> None:
-        self.rates[name] = max(rate, self.rates.get(name, 0.0))
-        log(f"  {name}: {rate:,.0f} events/s")
+    def add(self, name: str, measured: Measured | float) -> None:
+        if not isinstance(measured, Measured):
+            measured = Measured(measured, 0.0, None)
+        self.runs.setdefault(name, []).append(measured)
+        cpu = f", CPU {measured.cpu_us:,.0f} us/event" if measured.client_us else ""
+        log(f"  {name}: {measured.rate:,.0f} events/s{cpu}")
 
-    def __getitem__(self, name: str) -> float:
-        return self.rates[name]
+    def rate(self, name: str) -> float:
+        return max(m.rate for m in self.runs[name])
+
+    def cpu(self, name: str) -> Measured:
+        return min(self.runs[name], key=lambda m: m.cpu_us)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -509,32 +538,56 @@ def main(argv: Sequence[str] | None = None) -> None:
     best = _Best()
     for r in range(rounds):
         log(f"round {r + 1} of {rounds}:")
-        best.add("copy", copy_rate(big_bytes, batch))
-        best.add("peer batched", peer_rate(big_bytes, batch))
-        best.add("pg batched", ledger_pg_rate(big, batch))
-        best.add("peer single", peer_rate(small_bytes, 1))
-        best.add("pg single", ledger_pg_rate(small, 1))
-        best.add("sqlite batched", ledger_sqlite_rate(big, batch))
-        best.add("sqlite single", ledger_sqlite_rate(small, 1))
+        # One fresh database per round holds the raw table, the peer's two tables and
+        # the ledger's two projects (creating and dropping a database costs seconds).
+        with throwaway_pg_database("bench_ingest") as url:
+            best.add("copy", copy_rate(big_bytes, batch, url=url))
+            best.add("peer batched", measure_peer(big_bytes, batch, url=url, table="es_batched"))
+            best.add("pg batched", measure_ledger(url, big, batch))
+            best.add("peer single", measure_peer(small_bytes, 1, url=url, table="es_single"))
+            best.add("pg single", measure_ledger(url, small, 1))
+        with throwaway_sqlite_url() as lite:
+            best.add("sqlite batched", measure_ledger(lite, big, batch))
+            best.add("sqlite single", measure_ledger(lite, small, 1))
 
     es = "eventsourcing"
     rows: list[Row] = [
-        row(f"append PostgreSQL, {batch}/batch", best["pg batched"], "events/s",
-            peer=f"{es}, {batch}/insert", peer_value=best["peer batched"], target=3.0),
-        row("append PostgreSQL, 1/commit", best["pg single"], "events/s",
-            peer=f"{es}, 1/insert", peer_value=best["peer single"], target=1.0),
-        row(f"append PostgreSQL, {batch}/batch", best["pg batched"], "events/s",
-            peer=f"raw COPY, {batch} rows/txn", peer_value=best["copy"], target=0.5),
-        row(f"append SQLite, {batch}/batch", best["sqlite batched"], "events/s",
-            peer=f"{es} PG, {batch}/insert", peer_value=best["peer batched"]),
-        row("append SQLite, 1/commit", best["sqlite single"], "events/s",
-            peer=f"{es} PG, 1/insert", peer_value=best["peer single"]),
+        row(f"append PostgreSQL, {batch}/batch", best.rate("pg batched"), "events/s",
+            peer=f"{es}, {batch}/insert", peer_value=best.rate("peer batched"), target=3.0),
+        row("append PostgreSQL, 1/commit", best.rate("pg single"), "events/s",
+            peer=f"{es}, 1/insert", peer_value=best.rate("peer single"), target=1.0),
+        row(f"append PostgreSQL, {batch}/batch", best.rate("pg batched"), "events/s",
+            peer=f"raw COPY, {batch} rows/txn", peer_value=best.rate("copy"), target=0.5),
+        row(f"append SQLite, {batch}/batch", best.rate("sqlite batched"), "events/s",
+            peer=f"{es} PG, {batch}/insert", peer_value=best.rate("peer batched")),
+        row("append SQLite, 1/commit", best.rate("sqlite single"), "events/s",
+            peer=f"{es} PG, 1/insert", peer_value=best.rate("peer single")),
+    ]  # fmt: skip
+    # CPU per event: this process, and the server processes of the run's database.
+    for label, ours, theirs in (
+        (f"PostgreSQL, {batch}/batch", "pg batched", "peer batched"),
+        ("PostgreSQL, 1/commit", "pg single", "peer single"),
+    ):
+        mine, peer = best.cpu(ours), best.cpu(theirs)
+        rows.append(row(f"CPU per event, append {label}", mine.cpu_us, "us",
+                        peer=es, peer_value=peer.cpu_us, lower_is_better=True))  # fmt: skip
+        if mine.server_us is not None and peer.server_us is not None:
+            rows.append(row("  of which in this process", mine.client_us, "us",
+                            peer=es, peer_value=peer.client_us, lower_is_better=True))  # fmt: skip
+            rows.append(row("  of which in PostgreSQL", mine.server_us, "us",
+                            peer=es, peer_value=peer.server_us, lower_is_better=True))  # fmt: skip
+    for label, name in (
+        (f"SQLite, {batch}/batch", "sqlite batched"),
+        ("SQLite, 1/commit", "sqlite single"),
+    ):
+        rows.append(row(f"CPU per event, append {label}", best.cpu(name).cpu_us, "us"))
+    rows += [
         row("CPU: shape checks (parse_event)", cpu["parse"], "events/s"),
         row("CPU: canonical event bytes", cpu["canonical"], "events/s"),
         row("CPU: mask decoding (validate_segmentation)", cpu["mask"], "events/s"),
         row("mean event size", big.mean_event_size(), "bytes"),
         row("peak RSS", peak_rss_mib(), "MiB"),
-    ]  # fmt: skip
+    ]
     finish(
         args,
         rows,

@@ -312,7 +312,7 @@ def _rle(height: int, width: int, runs: Runs, canonical: str | None = None) -> R
 
 
 def _area(runs: Runs) -> int:
-    return int(runs[1::2].sum())
+    return int(np.add.reduce(runs[1::2]))
 
 
 def _bbox(runs: Runs, height: int) -> tuple[float, float, float, float]:
@@ -323,21 +323,21 @@ def _bbox(runs: Runs, height: int) -> tuple[float, float, float, float]:
     covers columns s // h to (e - 1) // h; when it spans more than one column it covers
     the last row of one and the first row of the next, so every row; otherwise the rows
     s % h to (e - 1) % h."""
-    stops = np.cumsum(runs)[1::2]  # one past the end of each set run
     lengths = runs[1::2]
-    if not lengths.all():
-        stops, lengths = stops[lengths > 0], lengths[lengths > 0]
     if not len(lengths):
         return (0.0, 0.0, 0.0, 0.0)
-    starts = stops - lengths
+    ends = np.add.accumulate(runs)
+    starts, stops = ends[0 : 2 * len(lengths) : 2], ends[1::2]
+    if np.minimum.reduce(lengths) == 0:  # empty set runs (not canonical) add no pixel
+        keep = lengths > 0
+        lengths, starts, stops = lengths[keep], starts[keep], stops[keep]
+        if not len(lengths):
+            return (0.0, 0.0, 0.0, 0.0)
     left = int(starts[0]) // height
     right = (int(stops[-1]) - 1) // height
-    rows = starts % height
-    bottoms = rows + lengths  # one past the last row, beyond h if the run wraps
-    if int(bottoms.max()) > height:
-        top, bottom = 0, height - 1
-    else:
-        top, bottom = int(rows.min()), int(bottoms.max()) - 1
+    rows = np.fmod(starts, height)
+    below = int(np.maximum.reduce(rows + lengths))  # one past the lowest row, if no wrap
+    top, bottom = (0, height - 1) if below > height else (int(np.minimum.reduce(rows)), below - 1)
     return (float(left), float(top), float(right - left + 1), float(bottom - top + 1))
 
 

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -22,6 +23,10 @@ from ledger.releases import create_release
 from ledger.service import Ledger
 from ledger.store import open_store
 from tests import factory as f
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 P = "console"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -91,7 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def browser(site: Site) -> Iterator[object]:
+def browser(site: Site) -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -107,70 +112,72 @@ def browser(site: Site) -> Iterator[object]:
         driver.quit()
 
 
-def _login(driver: object, site: Site, secret: str) -> None:
+def _login(driver: WebDriver, site: Site, secret: str) -> None:
     from selenium.webdriver.common.by import By
 
-    d = driver  # type: ignore[assignment]
-    d.delete_all_cookies()  # type: ignore[attr-defined]
-    d.get(site.url + "/console/")  # type: ignore[attr-defined]
-    d.find_element(By.ID, "token").send_keys(secret)  # type: ignore[attr-defined]
-    d.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+    d = driver
+    d.delete_all_cookies()
+    d.get(site.url + "/console/")
+    d.find_element(By.ID, "token").send_keys(secret)
+    d.find_element(By.ID, "sign-in").click()
     _wait_for(d, "login-error", "projects")
 
 
-def _wait_for(driver: object, *ids: str) -> object:
+def _wait_for(driver: WebDriver, *ids: str) -> WebElement:
     """The first element with one of ``ids`` once the page that has it has loaded."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def found(d: object) -> object:
+    def found(d: WebDriver) -> WebElement | None:
         for element_id in ids:
-            hits = d.find_elements(By.ID, element_id)  # type: ignore[attr-defined]
+            hits = d.find_elements(By.ID, element_id)
             if hits:
                 return hits[0]
-        return False
+        return None
 
-    return WebDriverWait(driver, 60).until(found)  # type: ignore[arg-type]
+    element = WebDriverWait(driver, 60).until(found)
+    assert element is not None
+    return element
 
 
-def test_writer_token_is_refused(browser: object, site: Site) -> None:
+def test_writer_token_is_refused(browser: WebDriver, site: Site) -> None:
     from selenium.webdriver.common.by import By
 
     _login(browser, site, site.writer)
     error = _wait_for(browser, "login-error")
     assert "writer" in error.text
-    browser.get(site.url + f"/console/p/{P}")  # type: ignore[attr-defined]
-    assert browser.find_elements(By.ID, "token")  # type: ignore[attr-defined]  # back at login
+    browser.get(site.url + f"/console/p/{P}")
+    assert browser.find_elements(By.ID, "token")  # back at login
 
 
-def test_auditor_sees_three_revisions_and_verifies_the_release(browser: object, site: Site) -> None:
+def test_auditor_sees_three_revisions_and_verifies_the_release(
+    browser: WebDriver, site: Site
+) -> None:
     from selenium.webdriver.common.by import By
 
     d = browser
     _login(d, site, site.auditor)
-    assert _wait_for(d, "projects", "login-error").text == "Projects"  # type: ignore[attr-defined]
-    d.get(site.url + f"/console/p/{P}/instances/inst-1")  # type: ignore[attr-defined]
-    images = d.find_elements(By.CSS_SELECTOR, "img.mask-png")  # type: ignore[attr-defined]
+    assert _wait_for(d, "projects", "login-error").text == "Projects"
+    d.get(site.url + f"/console/p/{P}/instances/inst-1")
+    images = d.find_elements(By.CSS_SELECTOR, "img.mask-png")
     assert len(images) == 3
     for img in images:
-        width = d.execute_script(  # type: ignore[attr-defined]
-            "return arguments[0].complete && arguments[0].naturalWidth", img
-        )
+        width = d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
         assert width == 64
-    assert len(d.find_elements(By.LINK_TEXT, "inclusion proof")) == 4  # type: ignore[attr-defined]
+    assert len(d.find_elements(By.LINK_TEXT, "inclusion proof")) == 4
 
-    d.get(site.url + f"/console/p/{P}/releases")  # type: ignore[attr-defined]
-    d.find_element(By.ID, "verify-v1").click()  # type: ignore[attr-defined]
+    d.get(site.url + f"/console/p/{P}/releases")
+    d.find_element(By.ID, "verify-v1").click()
     result = _wait_for(d, "release-result")
     assert result.text.startswith("Verified"), result.text
 
-    d.get(site.url + f"/console/p/{P}")  # type: ignore[attr-defined]
-    d.find_element(By.ID, "verify-log").click()  # type: ignore[attr-defined]
-    assert _wait_for(d, "verify-result").text.startswith("Verified")  # type: ignore[attr-defined]
+    d.get(site.url + f"/console/p/{P}")
+    d.find_element(By.ID, "verify-log").click()
+    assert _wait_for(d, "verify-result").text.startswith("Verified")
 
 
 def test_session_cookie_flags_and_anonymous_access(site: Site) -> None:
-    with httpx.Client(base_url=site.url) as http:
+    with httpx.Client(base_url=site.url, timeout=60) as http:
         r = http.get(f"/console/p/{P}")
         assert r.status_code == 302 and r.headers["location"].endswith("/console/")
         form = http.get("/console/")
@@ -180,7 +187,7 @@ def test_session_cookie_flags_and_anonymous_access(site: Site) -> None:
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
         # behind a TLS proxy the cookie is Secure
-        page = httpx.get(site.url + "/console/", headers={"X-Forwarded-Proto": "https"})
+        page = httpx.get(site.url + "/console/", headers={"X-Forwarded-Proto": "https"}, timeout=60)
         assert "; Secure" in page.headers["set-cookie"]
         r = http.get(f"/console/p/{P}/instances/inst-1/mask/999.png")
         assert r.status_code == 404

@@ -74,7 +74,7 @@ def test_kill_9_in_the_middle_of_batch_appends(url: str, tmp_path: Path) -> None
             writers += round_writers
             for w in round_writers:
                 w.start()
-            time.sleep(0.2 + rng.random() * 0.6)
+            time.sleep(0.2 + rng.random() * 0.4)
             if round_ % 2 == 0:
                 pids = worker_pids(server)
                 assert pids, "no gunicorn workers found"
@@ -118,11 +118,11 @@ def test_sqlite_writer_processes_contend_503_never_500(tmp_path: Path) -> None:
         size0 += setup_project(server.url, token, "beta")
         writers = [
             Writer(lambda: server.url, token, ("alpha", "beta")[i % 2], f"w{i}", 10)
-            for i in range(8)
+            for i in range(6)
         ]
         for w in writers:
             w.start()
-        time.sleep(env_float("LEDGER_FAULT_SQLITE_SECONDS", 6))
+        time.sleep(env_float("LEDGER_FAULT_SQLITE_SECONDS", 3))
         for w in writers:
             w.join()
         log = server.log_text()
@@ -137,7 +137,7 @@ def test_sqlite_writer_processes_contend_503_never_500(tmp_path: Path) -> None:
     for project in ("alpha", "beta"):
         mine = [w for w in writers if w.project == project]
         total += check_log(url, project, mine, setup_size=6, require_all_sent=True)
-    print(f"\nSQLite, 4 worker processes, 8 writers: statuses {statuses}, {total} entries")
+    print(f"\nSQLite, 4 worker processes, 6 writers: statuses {statuses}, {total} entries")
     assert total - size0 == sum(len(b) for w in writers for b in w.sent)
 
 
@@ -152,7 +152,7 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
     same event UUIDs loses and duplicates nothing."""
     import psycopg
 
-    seconds = env_float("LEDGER_FAULT_PG_SECONDS", 4)
+    seconds = env_float("LEDGER_FAULT_PG_SECONDS", 2)
     with private_cluster() as cluster:
         with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE ledger")
@@ -166,8 +166,15 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
                 w.start()
             for mode in ("fast", "immediate"):
                 time.sleep(seconds / 2)
-                cluster.stop(mode)
+                # Hold the project's head row so that writers are inside their append
+                # transactions, waiting for it, when the server goes away.
+                blocker = psycopg.connect(url)
+                blocker.execute("SELECT size FROM heads WHERE project = 'alpha' FOR UPDATE")
                 time.sleep(1.0)
+                cluster.stop(mode)
+                with contextlib.suppress(psycopg.Error):
+                    blocker.close()
+                time.sleep(0.5)
                 cluster.start()
             time.sleep(seconds / 2)
             for w in writers:
@@ -179,7 +186,7 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
             for k, v in w.statuses.items():
                 statuses[k] = statuses.get(k, 0) + v
         assert set(statuses) <= {0, 200, 201, 503}, statuses
-        assert statuses.get(503, 0) + statuses.get(0, 0) > 0, statuses
+        assert statuses.get(503, 0) > 0, statuses
         assert "Traceback" not in log
         size = check_log(url, "alpha", writers, setup_size=size0, require_all_sent=True)
         print(f"\nPostgreSQL restarted twice under 4 writers: statuses {statuses}, size {size}")

@@ -3,6 +3,7 @@ the COCO export; redeliveries, updates, deletions; the HTTP endpoint's secret.""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
 from api import create_app
 from ledger.coco import export_bytes, export_state
-from ledger.errors import InvalidInput
+from ledger.errors import InvalidInput, LedgerError
 from ledger.events import ReleasePolicy
 from ledger.integrations import label_studio as ls
 from ledger.service import Ledger
@@ -292,3 +295,58 @@ def test_http_webhook_unknown_project_is_404(client: FlaskClient) -> None:
         headers={"X-Ledger-Webhook-Secret": SECRET},
     )
     assert r.status_code == 404
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutated(draw: st.DrawFn) -> Any:
+    body = payload(mask=brush_mask(), polygon=[[10, 10], [50, 10], [50, 50]])
+    ann = body["annotation"]
+    target = draw(st.sampled_from(["annotation", "task", "result", "value", "top"]))
+    key = draw(st.sampled_from(["id", "task", "result", "completed_by", "value", "rle", "points",
+                                "original_width", "original_height", "type", "action", "annotations"]))  # fmt: skip
+    value = draw(_json)
+    where = {
+        "annotation": ann,
+        "task": body["task"],
+        "result": ann["result"][draw(st.integers(0, 1))],
+        "value": ann["result"][draw(st.integers(0, 1))]["value"],
+        "top": body,
+    }[target]
+    where[key] = value
+    return body
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_payload_is_converted_or_refused_by_field(
+    tmp_path_factory: Any, data: st.DataObject
+) -> None:
+    store = _fuzz_store(tmp_path_factory)
+    body = data.draw(st.composite(_mutated)())
+    try:
+        events = ls.convert(store, P, body)
+    except LedgerError:
+        return
+    if events:
+        with contextlib.suppress(LedgerError):
+            Ledger(store).append(P, events, "fuzz")
+
+
+_STORES: dict[int, Any] = {}
+
+
+def _fuzz_store(tmp_path_factory: Any) -> Any:
+    if not _STORES:
+        path = tmp_path_factory.mktemp("lsfuzz") / "ledger.db"
+        store = open_store(f"sqlite:///{path}", upgrade=True)
+        Ledger(store).append(P, [f.project_created()], "test")
+        _STORES[0] = store
+    return _STORES[0]

@@ -1,5 +1,6 @@
 """Load: 32 concurrent writers through the running service, on one project and spread
-over 8 projects, for a bounded time (LEDGER_LOAD_SECONDS, default 5; 60 for the full
+over 8 projects, for a bounded time (LEDGER_LOAD_SECONDS, default 3 per
+scenario and backend; 60 for the full
 run, see docs/reliability.md). Afterwards every project's seqs are dense, its chain
 and tree verify, and every acknowledged event is there once at its acknowledged seq.
 Throughput and latency are printed, not asserted.
@@ -7,9 +8,11 @@ Throughput and latency are printed, not asserted.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,20 +21,37 @@ from api.testing import LiveServer, scratch_postgres
 from tests.conftest import _PG_PROBLEM, PG_ADMIN_URL
 from tests.fault_tools import Writer, admin_token, check_log, env_float, setup_project
 
-SECONDS = env_float("LEDGER_LOAD_SECONDS", 5)
+SECONDS = env_float("LEDGER_LOAD_SECONDS", 3)
 WRITERS = 32
 PER_BATCH = 5
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    if _PG_PROBLEM is not None:
-        pytest.skip(f"PostgreSQL unreachable: {_PG_PROBLEM}")
-    with scratch_postgres(PG_ADMIN_URL, prefix="ledger_load") as made:
-        yield made
+@dataclass
+class Service:
+    url: str
+    server: LiveServer
+    token: str
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One server per backend, for both scenarios (they use different projects)."""
+    data: Path = tmp_path_factory.mktemp(f"load-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{data / 'ledger.db'}"
+        else:
+            if _PG_PROBLEM is not None:
+                pytest.skip(f"PostgreSQL unreachable: {_PG_PROBLEM}")
+            url = stack.enter_context(scratch_postgres(PG_ADMIN_URL, prefix="ledger_load"))
+        token = admin_token(url)
+        server = stack.enter_context(LiveServer(url, data_dir=data, workers=4, threads=4))
+        yield Service(url, server, token)
+        assert "Traceback" not in server.log_text()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -40,32 +60,29 @@ def _pct(values: list[float], q: float) -> float:
 
 
 @pytest.mark.parametrize("projects", [1, 8])
-def test_32_writers(url: str, projects: int, tmp_path: Path) -> None:
-    token = admin_token(url)
-    names = [f"load-{p}" for p in range(projects)]
-    with LiveServer(url, data_dir=tmp_path / "srv", workers=4, threads=4) as server:
-        sizes = {name: setup_project(server.url, token, name) for name in names}
-        writers = [
-            Writer(lambda: server.url, token, names[i % projects], f"w{i}", PER_BATCH)
-            for i in range(WRITERS)
-        ]
-        started = time.perf_counter()
-        for w in writers:
-            w.start()
-        time.sleep(SECONDS)
-        for w in writers:
-            w.stop.set()
-        for w in writers:
-            w.join(timeout=300)
-        elapsed = time.perf_counter() - started
-        log = server.log_text()
+def test_32_writers(service: Service, projects: int) -> None:
+    url, server, token = service.url, service.server, service.token
+    names = [f"load{projects}-{p}" for p in range(projects)]
+    sizes = {name: setup_project(server.url, token, name) for name in names}
+    writers = [
+        Writer(lambda: server.url, token, names[i % projects], f"w{i}", PER_BATCH)
+        for i in range(WRITERS)
+    ]
+    started = time.perf_counter()
+    for w in writers:
+        w.start()
+    time.sleep(SECONDS)
+    for w in writers:
+        w.stop.set()
+    for w in writers:
+        w.join(timeout=300)
+    elapsed = time.perf_counter() - started
     statuses: dict[int, int] = {}
     for w in writers:
         assert not w.problems, w.problems
         for k, v in w.statuses.items():
             statuses[k] = statuses.get(k, 0) + v
     assert set(statuses) <= {200, 201, 503}, statuses
-    assert "Traceback" not in log
     appended = 0
     for name in names:
         mine = [w for w in writers if w.project == name]

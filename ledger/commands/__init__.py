@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ledger.commands import admin, checkpoints, core, qa, releases, server, workflow
+from ledger.commands import admin, checkpoints, core, integrations, qa, releases, server, workflow
 
 
 def register_all(cli: click.Group) -> None:
     # workflow adds subcommands to the release group, so it comes after releases
-    for module in (core, checkpoints, releases, server, admin, qa, workflow):
+    for module in (core, checkpoints, releases, server, admin, qa, workflow, integrations):
         module.register(cli)

@@ -425,7 +425,7 @@ class _Converter:
             task_ref = ann.get("task")
             if isinstance(task_ref, dict):
                 task = task_ref
-            elif task_ref in by_task:
+            elif isinstance(task_ref, int | str) and task_ref in by_task:
                 task = by_task[task_ref]
             elif len(tasks) == 1 and isinstance(tasks[0], dict):
                 task = tasks[0]
