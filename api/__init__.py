@@ -34,6 +34,8 @@ BLUEPRINTS = (
     "api.console",
     "api.checkpoints",
     "api.releases",
+    "api.qa",
+    "api.queue",
 )
 
 

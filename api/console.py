@@ -439,3 +439,18 @@ def qa_png(token: Token, project: str, image_id: str) -> Any:
 
     report = qa_report(state().store, project)
     return Response(flagged_image_png(report, image_id), mimetype="image/png")
+
+
+@bp.get("/p/<project>/proofs/inclusion/<int:seq>/<int:size>")
+@page
+def inclusion(token: Token, project: str, seq: int, size: int) -> Any:
+    """The same proof as ``/v1/projects/<project>/proofs/inclusion?index=&size=``, for
+    the signed-in session (the API endpoint wants a bearer token)."""
+    from ledger.proofs import inclusion_proof
+
+    proof = inclusion_proof(state().store, project, seq, size)
+    response = Response(
+        json.dumps(proof.to_json(), indent=2), mimetype="application/json", status=200
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

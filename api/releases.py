@@ -209,7 +209,9 @@ _NAME_SCHEMA = {"name": {"type": "string", "pattern": NAME_PATTERN}}
 def list_all(project: str) -> ReleaseList:
     st = state()
     st.ledger.head(project)
-    return ReleaseList(project=project, releases=[_out(r) for r in list_releases(st.store, project)])
+    return ReleaseList(
+        project=project, releases=[_out(r) for r in list_releases(st.store, project)]
+    )
 
 
 @operation(

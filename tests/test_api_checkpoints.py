@@ -36,9 +36,7 @@ class Live:
         self.http = http
         self.secrets = secrets
 
-    def call(
-        self, method: str, path: str, role: str | None = "admin", **kw: Any
-    ) -> httpx.Response:
+    def call(self, method: str, path: str, role: str | None = "admin", **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.secrets[role]}"} if role else {}
         return self.http.request(method, path, headers=headers, **kw)
 
@@ -191,9 +189,7 @@ def test_unknown_things_are_404(live: Live) -> None:
         ("POST", "/v1/projects/alpha/checkpoints", {"admin", "admin_alpha"}, 201),
     ],
 )
-def test_roles(
-    live: Live, method: str, path: str, allowed: set[str] | None, status: int
-) -> None:
+def test_roles(live: Live, method: str, path: str, allowed: set[str] | None, status: int) -> None:
     for role in TOKEN_ROLES:
         r = live.call(method, path, role)
         ok = role != "other" and (allowed is None or role in allowed)

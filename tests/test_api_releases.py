@@ -30,9 +30,7 @@ class Live:
         self.http = http
         self.secrets = secrets
 
-    def call(
-        self, method: str, path: str, role: str | None = "admin", **kw: Any
-    ) -> httpx.Response:
+    def call(self, method: str, path: str, role: str | None = "admin", **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.secrets[role]}"} if role else {}
         return self.http.request(method, path, headers=headers, **kw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import math
 import re
 from typing import Any
@@ -399,3 +400,352 @@ def test_batch_inputs_are_validated() -> None:
         masks.merge([four, five])
     with refused("rles", "nothing to merge"):
         masks.merge([])
+
+
+# --- the vectorised codec against its pure-Python reference -------------------------------
+
+
+def reference_canonical_runs(runs: list[int]) -> list[int]:
+    """Zero-length runs after the first dropped and their neighbours joined, one run at a
+    time (what pycocotools' encoder would write for the same pixels)."""
+    out = list(runs[:1])
+    i = 1
+    while i < len(runs):
+        if runs[i] == 0:
+            if i + 1 < len(runs):
+                out[-1] += runs[i + 1]
+            i += 2
+        else:
+            out.append(runs[i])
+            i += 1
+    return out
+
+
+def reference_encode(runs: list[int]) -> str:
+    """pycocotools' rleToString, one value and one group at a time."""
+    out: list[str] = []
+    for i, run in enumerate(runs):
+        value = run - runs[i - 2] if i > 2 else run
+        more = True
+        while more:
+            chunk = value & 0x1F
+            value >>= 5
+            more = value != -1 if chunk & 0x10 else value != 0
+            out.append(chr(chunk + (0x20 if more else 0) + 48))
+    return "".join(out)
+
+
+def respell(counts: str, value: int) -> str:
+    """``counts`` with value number ``value`` written with one group more than needed:
+    a last group that only repeats the sign of the group below it."""
+    ends = [i for i, c in enumerate(counts) if ord(c) - 48 < 32]
+    end = ends[value]
+    chunk = ord(counts[end]) - 48
+    extra = "O" if chunk & 0x10 else "0"
+    return counts[:end] + chr(chunk + 0x20 + 48) + extra + counts[end + 1 :]
+
+
+RUN_LENGTHS = st.one_of(st.integers(0, 40), st.integers(0, 2**20), st.integers(0, masks.MAX_PIXELS))
+
+
+@st.composite
+def counts_strings(draw: st.DrawFn) -> str:
+    """Compressed strings: mostly well-formed, often with one character changed, a long
+    spelling, a stray suffix, or nothing like a counts string at all."""
+    kind = draw(st.sampled_from(["encoded", "mutated", "respelled", "suffixed", "random", "text"]))
+    if kind == "random":
+        return draw(st.text(alphabet=COUNTS_CHARS, max_size=40))
+    if kind == "text":
+        return draw(st.text(max_size=12))
+    counts = reference_encode(draw(st.lists(RUN_LENGTHS, max_size=30)))
+    if kind == "mutated" and counts:
+        at = draw(st.integers(0, len(counts) - 1))
+        counts = counts[:at] + draw(st.sampled_from(COUNTS_CHARS)) + counts[at + 1 :]
+    elif kind == "respelled" and counts:
+        count = sum(1 for c in counts if ord(c) - 48 < 32)
+        counts = respell(counts, draw(st.integers(0, count - 1)))
+    elif kind == "suffixed":
+        counts += draw(st.sampled_from(["P", "P0", "`O", "PPPPPPP0", "O", "z", "0"]))
+    return counts
+
+
+PIXELS = st.one_of(st.integers(0, 64), st.integers(0, masks.MAX_PIXELS))
+
+
+@given(counts_strings(), PIXELS)
+def test_fast_decoder_agrees_with_the_reference(counts: str, pixels: int) -> None:
+    try:
+        expected = masks._decode_counts_reference(counts, "counts", pixels)
+    except InvalidInput as e:
+        with pytest.raises(InvalidInput) as caught:
+            masks._decode_counts(counts, "counts", pixels)
+        assert str(caught.value) == str(e)
+        assert [err.loc for err in caught.value.errors] == ["counts"]
+        assert masks._decode_fast(counts, pixels) is None
+        return
+    runs, total, canonical = masks._decode_counts(counts, "counts", pixels)
+    assert runs.dtype == np.int64
+    assert runs.tolist() == expected
+    assert total == sum(expected)
+    assert canonical == (counts == reference_encode(reference_canonical_runs(expected)))
+
+
+@given(counts_strings())
+def test_run_count_without_a_mask_size_agrees_with_the_reference(counts: str) -> None:
+    try:
+        expected = masks._decode_counts_reference(counts, "counts")
+    except InvalidInput as e:
+        assert masks._decode_fast(counts, None) is None
+        with pytest.raises(InvalidInput) as caught:
+            masks.rle_run_count(counts)
+        assert str(caught.value) == str(e)
+        return
+    fast = masks._decode_fast(counts, None)
+    assert fast is not None
+    assert fast[0].tolist() == expected
+    assert masks.rle_run_count(counts) == len(expected)
+
+
+@given(st.lists(RUN_LENGTHS, max_size=40))
+def test_encoder_and_canonical_runs_agree_with_the_reference(runs: list[int]) -> None:
+    array = np.array(runs, dtype=np.int64)
+    canonical = reference_canonical_runs(runs)
+    assert masks._canonical_runs(array).tolist() == canonical
+    assert masks._encode_counts(array) == reference_encode(runs)
+    assert masks._encode_counts(np.array(canonical, dtype=np.int64)) == reference_encode(canonical)
+    assert masks._decode_counts_reference(masks._encode_counts(array), "counts") == runs
+
+
+@given(st.lists(st.integers(0, 2**16), max_size=40))
+def test_encoder_writes_what_pycocotools_writes(runs: list[int]) -> None:
+    # pycocotools stores counts as given, zero-length runs included
+    width = max(1, sum(runs))
+    ours = masks._encode_counts(np.array(runs, dtype=np.int64))
+    theirs: bytes = coco_mask.frPyObjects({"size": [1, width], "counts": runs}, 1, width)["counts"]
+    assert ours == theirs.decode("ascii")
+
+
+def test_canonical_counts_are_kept_and_long_spellings_rewritten() -> None:
+    mask = np.zeros((40, 30), dtype=bool)
+    mask[5:33, 4:21] = True
+    mask[10:12, 21:27] = True
+    rle_ = masks.encode(mask)
+    counts = rle_["counts"]
+    info = masks.validate_segmentation(rle_, 40, 30)
+    assert info.rle == rle_
+    assert masks._decode_fast(counts, 1200) == (ANY_RUNS, True)
+    values = sum(1 for c in counts if ord(c) - 48 < 32)
+    for value in range(values):
+        longer = respell(counts, value)
+        assert longer != counts
+        assert masks._decode_counts_reference(longer, "c") == masks._decode_counts_reference(
+            counts, "c"
+        )
+        assert masks._decode_fast(longer, 1200) == (ANY_RUNS, False)
+        seg = {"size": [40, 30], "counts": longer}
+        assert masks.validate_segmentation(seg, 40, 30) == info
+        assert masks.to_rle(seg, 40, 30) == rle_
+
+
+class _AnyRuns:
+    """Equal to any int64 array (compares the canonical flag next to it)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, np.ndarray) and other.dtype == np.int64
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANY_RUNS: Any = _AnyRuns()
+
+
+# --- area and box from the runs against pycocotools ---------------------------------------
+
+
+@given(bitmaps(), st.data())
+def test_area_and_box_agree_with_pycocotools(mask: Bitmap, data: st.DataObject) -> None:
+    height, width = mask.shape
+    coco = coco_encode(mask)
+    area, box = int(coco_mask.area(coco)), tuple(coco_mask.toBbox(coco).tolist())
+    runs = runs_of(mask)
+    for _ in range(data.draw(st.integers(0, 3))):  # the same pixels with empty runs
+        at = data.draw(st.integers(0, len(runs)))
+        runs[at:at] = [0, 0]
+    as_list = {"size": [height, width], "counts": runs}
+    non_canonical: bytes = coco_mask.frPyObjects(as_list, height, width)["counts"]
+    segs = [
+        masks.encode(mask),
+        as_list,
+        {"size": [height, width], "counts": non_canonical.decode("ascii")},
+    ]
+    for seg in segs:
+        info = masks.validate_segmentation(seg, height, width)
+        assert (info.area, info.bbox) == (area, box)
+    np.testing.assert_array_equal(masks.areas(segs), [area] * 3)
+    np.testing.assert_array_equal(masks.bboxes(segs), [box] * 3)
+
+
+@st.composite
+def large_masks(draw: st.DrawFn) -> tuple[int, int, list[int]]:
+    """Runs of masks up to 2**28 pixels, without a bitmap: cut points anywhere."""
+    height, width = draw(st.integers(1, 2**14)), draw(st.integers(1, 2**14))
+    pixels = height * width
+    cuts = sorted(draw(st.lists(st.integers(0, pixels), max_size=30)))
+    runs = np.diff([0, *cuts, pixels]).tolist()
+    return height, width, runs
+
+
+@given(large_masks())
+def test_area_and_box_of_large_masks_agree_with_pycocotools(
+    mask: tuple[int, int, list[int]],
+) -> None:
+    height, width, runs = mask
+    seg = {"size": [height, width], "counts": runs}
+    canonical = masks.to_rle(seg, height, width)  # pycocotools' box needs canonical runs
+    area = int(coco_mask.area(canonical))
+    box = coco_mask.toBbox(canonical).tolist()
+    assert area == sum(runs[1::2])
+    np.testing.assert_array_equal(masks.areas([seg, canonical]), [area, area])
+    np.testing.assert_array_equal(masks.bboxes([seg, canonical]), [box, box])
+    if area:
+        info = masks.validate_segmentation(seg, height, width)
+        assert (info.area, list(info.bbox)) == (area, box)
+        assert info.rle == canonical
+
+
+def test_box_of_masks_beyond_what_pycocotools_decodes() -> None:
+    # pycocotools reads values of more than 30 bits wrongly (a 32-bit shift); the box
+    # comes from the runs, so it stays right on images of 2**30 pixels and more
+    height, width = 49367, 56790
+    runs = [320964456, 395431931, 650255408, 41819751, 3844405, 1391235979]
+    info = masks.validate_segmentation({"size": [height, width], "counts": runs}, height, width)
+    left = runs[0] // height
+    assert info.bbox == (float(left), 0.0, float(width - left), float(height))
+    assert info.area == runs[1] + runs[3] + runs[5]
+    np.testing.assert_array_equal(masks.bboxes([info.rle]), [info.bbox])
+    np.testing.assert_array_equal(masks.areas([info.rle]), [info.area])
+
+
+# --- refusals the fast paths hand to the one-at-a-time checks -----------------------------
+
+
+class Four(enum.IntEnum):
+    FOUR = 4
+
+
+MORE_REFUSALS: list[tuple[str, object, str, str]] = [
+    # (id, segmentation on a 4x5 image, field, exact message)
+    (
+        "too long first",
+        rle("PP0z"),
+        "segmentation.counts",
+        "value starting at position 0 is too long for this mask",
+    ),
+    ("negative first", rle("Oz"), "segmentation.counts", "negative run length -1 at position 0"),
+    (
+        "invalid first",
+        rle("zP"),
+        "segmentation.counts",
+        "invalid character 'z' at position 0 (allowed: '0' to 'o')",
+    ),
+    (
+        "nul",
+        rle("44\x00"),
+        "segmentation.counts",
+        "invalid character '\\x00' at position 2 (allowed: '0' to 'o')",
+    ),
+    (
+        "sum before count",
+        rle("10" * 11),
+        "segmentation.counts",
+        "runs add up to more than the 20 pixels of the mask",
+    ),
+    (
+        "count before char",
+        rle("0" * 22 + "z"),
+        "segmentation.counts",
+        "more runs than a mask of 20 pixels can have",
+    ),
+    (
+        "negative odd chain",
+        rle("111O1O"),
+        "segmentation.counts",
+        "negative run length -1 at position 5",
+    ),
+    (
+        "negative even chain",
+        rle("44M"),
+        "segmentation.counts",
+        "negative run length -3 at position 2",
+    ),
+    ("truncated", rle("44P"), "segmentation.counts", "truncated value at position 2"),
+    (
+        "huge run",
+        rle([2**70, 1]),
+        "segmentation.counts",
+        "runs add up to 1180591620717411303425 pixels, expected 20",
+    ),
+    (
+        "huge negative run",
+        rle([-(2**70), 20]),
+        "segmentation.counts[0]",
+        "expected a non-negative integer, got -1180591620717411303424",
+    ),
+    (
+        "numpy run",
+        rle([4, np.int64(16)]),
+        "segmentation.counts[1]",
+        "expected a non-negative integer, got np.int64(16)",
+    ),
+    (
+        "numpy nan",
+        [[0, 0, np.float64("nan"), 0, 5, 4]],
+        "segmentation[0][2]",
+        "expected a finite number, got nan",
+    ),
+    (
+        "numpy int",
+        [[0, 0, np.int64(5), 0, 5, 4]],
+        "segmentation[0][2]",
+        "expected a number, got int64",
+    ),
+    (
+        "big int",
+        [[0, 0, 2**80, 0, 5, 4]],
+        "segmentation[0][2]",
+        "x = 1208925819614629174706176 is outside [0, 5] (image width)",
+    ),
+    (
+        "first bad wins",
+        [[0, 0, 5, 0, 5, 4], [1, 1, 5, NAN, 5, 6]],
+        "segmentation[1][3]",
+        "expected a finite number, got nan",
+    ),
+    (
+        "just outside",
+        [[0, 0, 5.000000000000001, 0, 5, 4]],
+        "segmentation[0][2]",
+        "x = 5.000000000000001 is outside [0, 5] (image width)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("seg", "loc", "message"), [r[1:] for r in MORE_REFUSALS], ids=[r[0] for r in MORE_REFUSALS]
+)
+def test_refusal_messages_are_exact(seg: object, loc: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        masks.validate_segmentation(seg, H, W)
+    assert str(caught.value) == f"invalid input: {loc}: {message}"
+
+
+def test_number_subclasses_are_accepted_as_before() -> None:
+    four_by_four = (1.0, 0.0, 4.0, 4.0)
+    runs = masks.validate_segmentation(rle([Four.FOUR, 16]), H, W)
+    assert (runs.area, runs.bbox, runs.rle) == (16, four_by_four, rle("4`0"))
+    as_floats = masks.validate_segmentation([[0, 0, 5, 0, 5, 4]], H, W)
+    as_numpy = masks.validate_segmentation([[0, 0, np.float64(5), 0, 5, 4]], H, W)
+    as_enum = masks.validate_segmentation([[0, 0, Four.FOUR, 0, 5, 4]], H, W)
+    assert as_numpy == as_floats
+    assert as_enum.rle == masks.validate_segmentation([[0, 0, 4, 0, 5, 4]], H, W).rle
