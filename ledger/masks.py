@@ -637,7 +637,9 @@ def intersection_over_smaller(
     area_b = _areas(checked_b).astype(np.float64)[np.newaxis, :]
     inter = np.rint(iou * (area_a + area_b) / (1.0 + iou))
     smaller = np.minimum(area_a, area_b)
-    return np.divide(inter, smaller, out=np.zeros_like(iou), where=smaller > 0)
+    out = np.zeros_like(iou)
+    np.divide(inter, smaller, out=out, where=smaller > 0)
+    return out
 
 
 def _merged_runs(rles: Sequence[Mapping[str, object]], intersect: bool) -> tuple[Runs, str | None]:
