@@ -91,7 +91,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         role: tokens.create(role, created_by="test")[1] for role in ("auditor", "writer", "admin")
     }
     store.close()
-    with LiveServer(url, data_dir=data, workers=1) as server:
+    # threads: Chromium preconnects idle sockets, which would hold a sync worker
+    with LiveServer(url, data_dir=data, workers=1, threads=4) as server:
         yield Site(server.url, secrets["auditor"], secrets["writer"], secrets["admin"])
 
 

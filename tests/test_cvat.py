@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from flask.testing import FlaskClient
 
@@ -28,7 +29,7 @@ SECRET = "cvat-hmac-secret"
 GUIDE = {"id": "seg-guide", "version": "1.0"}
 
 
-def cvat_rle(box: np.ndarray) -> str:
+def cvat_rle(box: npt.NDArray[np.uint8]) -> str:
     """CVAT's mask RLE over its box: alternating runs, starting with zeros."""
     flat = box.ravel().astype(np.uint8)
     runs, value, count = [], 0, 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-def brush_mask(seed: int = 0) -> np.ndarray:
+def brush_mask(seed: int = 0) -> npt.NDArray[np.uint8]:
     rng = np.random.default_rng(seed)
     mask = np.zeros((H, W), dtype=np.uint8)
     mask[5:30, 8:40] = 1
@@ -47,7 +48,7 @@ def brush_mask(seed: int = 0) -> np.ndarray:
     return mask
 
 
-def ls_rle(mask: np.ndarray) -> list[int]:
+def ls_rle(mask: npt.NDArray[np.uint8]) -> list[int]:
     """Label Studio's own encoding, as its brush tool and SDK produce it."""
     rgba = np.repeat(mask.astype(np.uint8).ravel() * 255, 4)
     return [int(x) for x in brush.encode_rle(rgba)]
@@ -55,7 +56,7 @@ def ls_rle(mask: np.ndarray) -> list[int]:
 
 def payload(
     action: str = "ANNOTATION_CREATED",
-    mask: np.ndarray | None = None,
+    mask: npt.NDArray[np.uint8] | None = None,
     polygon: list[list[float]] | None = None,
     annotation_id: int = 71,
     label: str = "car",
