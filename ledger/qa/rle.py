@@ -29,7 +29,7 @@ its box, instead of the height times the width of the image.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -384,7 +384,7 @@ def _batch_features(
     hi: int,
     tiny_area: int,
     min_hole_area: int,
-    out: dict[str, IntArray],
+    out: Mapping[str, IntArray],
 ) -> None:
     mask, col, row0, row1, length = _segments(runs, lo, hi)
     count = hi - lo
