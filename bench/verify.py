@@ -23,7 +23,7 @@ writes, valid entries (RFC 8785 bytes of real ``mask.created`` events from
 hash, the head, and a signed checkpoint every 1,000 entries (the default policy),
 with COPY on PostgreSQL and one transaction on SQLite. The figures are about reading
 and checking, which is the same whichever way the rows were written. ``--quick`` uses
-100,000 entries.
+50,000 entries.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], action="append")
     parser.add_argument("--samples", type=int, default=None, help="proofs timed per kind")
     args = parser.parse_args()
-    n = args.entries or (100_000 if args.quick else FULL_LOG)
+    n = args.entries or (50_000 if args.quick else FULL_LOG)
     samples = args.samples or (300 if args.quick else 2000)
     rows: list[Row] = []
     for backend in args.backend or ["sqlite", "postgresql"]:
