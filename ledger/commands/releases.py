@@ -167,6 +167,12 @@ def release_create(
         f"release {made.name} of {project}: tree size {made.tree_size}, "
         f"sha256 {made.sha256}, entry {made.seq}"
     )
+    # configured exports and subscriber notifications; never fails the release
+    from ledger.materialize import on_release_created
+
+    hook = on_release_created(ctx.ledger(), project, made.name, ctx.settings, principal=principal)
+    for problem in hook.errors:
+        click.echo(f"warning: {problem}", err=True)
 
 
 @release.command("list")
