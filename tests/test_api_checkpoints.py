@@ -10,60 +10,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from api.testing import LiveServer
 from ledger import merkle
-from ledger.auth import TokenStore
 from ledger.checkpoint import open_checkpoint
 from ledger.note import parse_verifier_key
-from ledger.store import open_store
 from tests import factory as f
-
-TOKEN_ROLES = {
-    "admin": ("admin", None),
-    "admin_alpha": ("admin", "alpha"),
-    "writer": ("writer", "alpha"),
-    "reviewer": ("reviewer", "alpha"),
-    "auditor": ("auditor", None),
-    "other": ("admin", "beta"),
-}
-
-
-class Live:
-    def __init__(self, http: httpx.Client, secrets: dict[str, str]) -> None:
-        self.http = http
-        self.secrets = secrets
-
-    def call(self, method: str, path: str, role: str | None = "admin", **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.secrets[role]}"} if role else {}
-        return self.http.request(method, path, headers=headers, **kw)
+from tests.live_api import TOKEN_ROLES, Live, live_service
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data: Path = tmp_path_factory.mktemp("api-checkpoints")
-    url = f"sqlite:///{data / 'ledger.db'}"
-    store = open_store(url, upgrade=True)
-    tokens = TokenStore(store)
-    secrets = {
-        name: tokens.create(role, project=project, name=name.replace("_", "-"), created_by="t")[1]
-        for name, (role, project) in TOKEN_ROLES.items()
-    }
-    store.close()
-    env = {"LEDGER_CHECKPOINT_EVERY": "0", "LEDGER_CHECKPOINT_INTERVAL": "0"}
-    with LiveServer(url, data_dir=data, env=env) as server:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            live = Live(http, secrets)
-            for project in ("alpha", "beta"):
-                r = live.call("POST", f"/v1/projects/{project}/events",
-                              json={"events": f.setup_events()})  # fmt: skip
-                assert r.status_code == 201, r.text
-            r = live.call("POST", "/v1/projects/alpha/events", json=f.mask_created("inst-1"))
-            assert r.status_code == 201, r.text
-            yield live
-        assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
+    with live_service(
+        data, env={"LEDGER_CHECKPOINT_EVERY": "0", "LEDGER_CHECKPOINT_INTERVAL": "0"}, timeout=30
+    ) as live:
+        live.post_events("alpha", [f.mask_created("inst-1")])
+        yield live
 
 
 def _keys(live: Live) -> list[Any]:

@@ -7,60 +7,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from api.testing import LiveServer
-from ledger.auth import TokenStore
-from ledger.store import open_store
 from tests import factory as f
-
-TOKEN_ROLES = {
-    "admin": ("admin", None),
-    "admin_alpha": ("admin", "alpha"),
-    "writer": ("writer", "alpha"),
-    "reviewer": ("reviewer", "alpha"),
-    "auditor": ("auditor", None),
-    "other": ("admin", "beta"),
-}
-
-
-class Live:
-    def __init__(self, http: httpx.Client, secrets: dict[str, str]) -> None:
-        self.http = http
-        self.secrets = secrets
-
-    def call(self, method: str, path: str, role: str | None = "admin", **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.secrets[role]}"} if role else {}
-        return self.http.request(method, path, headers=headers, **kw)
+from tests.live_api import TOKEN_ROLES, Live, live_service
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data: Path = tmp_path_factory.mktemp("api-releases")
-    url = f"sqlite:///{data / 'ledger.db'}"
-    store = open_store(url, upgrade=True)
-    tokens = TokenStore(store)
-    secrets = {
-        name: tokens.create(role, project=project, name=name.replace("_", "-"), created_by="t")[1]
-        for name, (role, project) in TOKEN_ROLES.items()
-    }
-    store.close()
-    with LiveServer(url, data_dir=data) as server:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
-            live = Live(http, secrets)
-            for project in ("alpha", "beta"):
-                r = live.call("POST", f"/v1/projects/{project}/events",
-                              json={"events": f.setup_events()})  # fmt: skip
-                assert r.status_code == 201, r.text
-            events = [f.mask_created("inst-1"), f.mask_created("inst-2"), f.review("inst-1", 1)]
-            r = live.call("POST", "/v1/projects/alpha/events", json={"events": events})
-            assert r.status_code == 201, r.text
-            r = live.call("POST", "/v1/projects/alpha/releases", "admin_alpha",
-                          json={"name": "v1"})  # fmt: skip
-            assert r.status_code == 201, r.text
-            yield live
-        assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
+    with live_service(data) as live:
+        live.post_events(
+            "alpha", [f.mask_created("inst-1"), f.mask_created("inst-2"), f.review("inst-1", 1)]
+        )
+        r = live.call("POST", "/v1/projects/alpha/releases", "admin_alpha", json={"name": "v1"})
+        assert r.status_code == 201, r.text
+        yield live
 
 
 def test_create_list_get_export_verify(live: Live) -> None:
