@@ -14,7 +14,7 @@ the canonical bytes of that form.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -38,7 +38,7 @@ Identifier = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=2000)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
-EVENT_TYPES = (
+EventType = Literal[
     "project.created",
     "actor.registered",
     "guideline.published",
@@ -53,7 +53,8 @@ EVENT_TYPES = (
     "counts.declared",
     "release.materialized",
     "job.status_changed",
-)
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 #: event types that change a mask or judge one: they name a guideline version
 MASK_EVENTS = frozenset({"mask.created", "mask.edited", "mask.deleted"})
 GUIDED_EVENTS = MASK_EVENTS | {"review.decided"}
@@ -274,22 +275,7 @@ class Event(_Strict):
     """The envelope every event shares."""
 
     id: UUID
-    type: Literal[
-        "project.created",
-        "actor.registered",
-        "guideline.published",
-        "category.defined",
-        "image.registered",
-        "mask.created",
-        "mask.edited",
-        "mask.deleted",
-        "review.decided",
-        "release.created",
-        "review.assigned",
-        "counts.declared",
-        "release.materialized",
-        "job.status_changed",
-    ]
+    type: EventType
     actor: Identifier
     client_time: AwareDatetime
     guideline: GuidelineRef | None = None
