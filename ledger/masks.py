@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, TypedDict, TypeVar
+from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -389,6 +389,52 @@ _INT_ONLY = frozenset({int})
 _NUMBER_TYPES = frozenset({int, float})
 
 
+def _compressed_runs(counts: str, pixels: int, loc: str) -> tuple[Runs, str | None]:
+    limit = (pixels + 1) * _chunks_per_value(pixels)
+    if len(counts) > limit:
+        message = f"{len(counts)} characters, more than {pixels} pixels can need ({limit})"
+        raise InvalidInput.field(loc, message)
+    runs, total, canonical = _decode_counts(counts, loc, pixels)
+    if total != pixels:
+        raise InvalidInput.field(loc, f"runs add up to {total} pixels, expected {pixels}")
+    return runs, counts if canonical else None
+
+
+def _plain_runs(counts: list[object], pixels: int) -> Runs | None:
+    """``counts`` as an array if it holds only plain ints within [0, pixels] (and is not
+    so long that their sum could leave 64 bits), else ``None``."""
+    if len(counts) >= 2**31 or not set(map(type, counts)) <= _INT_ONLY:
+        return None
+    try:
+        runs = np.array(counts, dtype=np.int64)
+    except OverflowError:
+        return None
+    if len(runs) and (np.minimum.reduce(runs) < 0 or np.maximum.reduce(runs) > pixels):
+        return None
+    return runs
+
+
+def _listed_runs(counts: list[Any], pixels: int, loc: str) -> Runs:
+    if len(counts) > pixels + 1:
+        raise InvalidInput.field(
+            loc, f"{len(counts)} runs, more than a mask of {pixels} pixels can have"
+        )
+    runs = _plain_runs(counts, pixels)
+    if runs is not None:
+        total = int(np.add.reduce(runs))
+    else:  # one run at a time, to name the first bad one
+        for i, run in enumerate(counts):
+            if not _is_int(run) or run < 0:
+                raise InvalidInput.field(
+                    f"{loc}[{i}]", f"expected a non-negative integer, got {run!r}"
+                )
+        total = sum(counts)
+    if total != pixels:
+        raise InvalidInput.field(loc, f"runs add up to {total} pixels, expected {pixels}")
+    # every run is at most the total, so within 32 bits
+    return np.array(counts, dtype=np.int64) if runs is None else runs
+
+
 def _parse_runs(rle: Mapping[str, object], pixels: int, loc: str) -> tuple[Runs, str | None]:
     """Validated run lengths of an RLE's ``counts`` (compressed or uncompressed), and
     the counts string itself if it is already the canonical one."""
@@ -399,39 +445,13 @@ def _parse_runs(rle: Mapping[str, object], pixels: int, loc: str) -> tuple[Runs,
         raise InvalidInput.field(f"{loc}.counts", "missing")
     counts = rle["counts"]
     loc = f"{loc}.counts"
-    canonical: str | None = None
     if isinstance(counts, str):
-        limit = (pixels + 1) * _chunks_per_value(pixels)
-        if len(counts) > limit:
-            message = f"{len(counts)} characters, more than {pixels} pixels can need ({limit})"
-            raise InvalidInput.field(loc, message)
-        runs, total, is_canonical = _decode_counts(counts, loc, pixels)
-        if total != pixels:
-            raise InvalidInput.field(loc, f"runs add up to {total} pixels, expected {pixels}")
-        if is_canonical:
-            canonical = counts
-    elif isinstance(counts, list):
-        if len(counts) > pixels + 1:
-            raise InvalidInput.field(
-                loc, f"{len(counts)} runs, more than a mask of {pixels} pixels can have"
-            )
-        # one pass in C for the usual list of plain non-negative ints; anything else
-        # is looked at one run at a time to name the first bad one
-        if not (set(map(type, counts)) <= _INT_ONLY and (not counts or min(counts) >= 0)):
-            for i, run in enumerate(counts):
-                if not _is_int(run) or run < 0:
-                    raise InvalidInput.field(
-                        f"{loc}[{i}]", f"expected a non-negative integer, got {run!r}"
-                    )
-        total = sum(counts)
-        if total != pixels:
-            raise InvalidInput.field(loc, f"runs add up to {total} pixels, expected {pixels}")
-        runs = np.array(counts, dtype=np.int64)  # each run is at most pixels < 2**32
-    else:
-        raise InvalidInput.field(
-            loc, f"expected a compressed string or a list of run lengths, got {_type_name(counts)}"
-        )
-    return runs, canonical
+        return _compressed_runs(counts, pixels, loc)
+    if isinstance(counts, list):
+        return _listed_runs(counts, pixels, loc), None
+    raise InvalidInput.field(
+        loc, f"expected a compressed string or a list of run lengths, got {_type_name(counts)}"
+    )
 
 
 def _ring(ring: list[object], height: int, width: int) -> npt.NDArray[np.float64] | None:
@@ -443,10 +463,11 @@ def _ring(ring: list[object], height: int, width: int) -> npt.NDArray[np.float64
         coords = np.array(ring, dtype=np.float64)
     except OverflowError:  # an int beyond float range, so outside the image
         return None
-    xs, ys = coords[0::2], coords[1::2]
-    # comparisons with nan are false, so nan fails here too
-    if xs.min() >= 0 and ys.min() >= 0 and xs.max() <= width and ys.max() <= height:
-        return coords
+    # nan propagates through min and max and fails every comparison
+    if np.minimum.reduce(coords) >= 0:
+        right, bottom = np.maximum.reduce(coords.reshape(-1, 2), axis=0)
+        if right <= width and bottom <= height:
+            return coords
     return None
 
 

@@ -586,7 +586,7 @@ def large_masks(draw: st.DrawFn) -> tuple[int, int, list[int]]:
     """Runs of masks up to 2**28 pixels, without a bitmap: cut points anywhere."""
     height, width = draw(st.integers(1, 2**14)), draw(st.integers(1, 2**14))
     pixels = height * width
-    cuts = sorted(draw(st.lists(st.integers(0, pixels), max_size=30)))
+    cuts = sorted(draw(st.lists(st.integers(0, pixels), max_size=min(30, pixels))))
     runs = np.diff([0, *cuts, pixels]).tolist()
     return height, width, runs
 
