@@ -38,7 +38,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ledger.canonical import canonical_bytes
@@ -709,14 +709,21 @@ def _pages(
 ) -> Generator[_Page, None, None]:
     pool = _reader()
     future = pool.submit(_read_page, store, project, start, stop, size)
-    while True:
-        page = future.result()
-        if page.more:
-            following = page.start + len(page.raws)
-            future = pool.submit(_read_page, store, project, following, stop, size)
-        yield page
-        if not page.more:
-            return
+    try:
+        while True:
+            page = future.result()
+            if page.more:
+                following = page.start + len(page.raws)
+                future = pool.submit(_read_page, store, project, following, stop, size)
+            yield page
+            if not page.more:
+                return
+    finally:
+        # A caller that stops early (a failure) may close the store next: the read
+        # ahead must not be using its connection then (closing a SQLite connection
+        # another thread is reading from crashes the interpreter).
+        if not future.cancel():
+            wait([future])
 
 
 def _walk(

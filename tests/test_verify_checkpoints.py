@@ -354,3 +354,39 @@ def test_worker_processes(tmp_path: Path, signer: Signer, monkeypatch: pytest.Mo
     failure = verify_log(store, P, verifiers=keys, workers=2).first_failure
     store.close()
     assert failure is not None and (failure.seq, failure.kind) == (7, "leaf")
+
+
+def test_a_failure_leaves_no_read_ahead_running(
+    ledger: Ledger, store: Store, db_url: str, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify reads the next page while it checks one. When a page fails, that read
+    must be over before verify returns: the caller may close the store next, and
+    closing a SQLite connection another thread is reading from crashes the process."""
+    import threading
+    import time
+
+    build(ledger, signer)
+    change_bytes(ledger, db_url, signer)  # entry 7 fails; the page after it is read ahead
+    monkeypatch.setattr(verify, "_ENTRY_PAGE", 4)
+    real_read, real_feed = verify._read_page, verify.LogChecker.feed
+    reading = threading.Event()
+    finished: list[int] = []
+
+    def slow_read(*args: object) -> verify._Page:
+        page = real_read(*args)  # type: ignore[arg-type]
+        if page.start == 8:  # the read ahead while page 4..7 is checked
+            reading.set()
+            time.sleep(0.3)
+            finished.append(page.start)
+        return page
+
+    def slow_feed(self: verify.LogChecker, *args: object) -> None:
+        time.sleep(0.1)  # checking takes long enough for the read ahead to start
+        real_feed(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "_read_page", slow_read)
+    monkeypatch.setattr(verify.LogChecker, "feed", slow_feed)
+    failure = verify_log(store, P, verifiers=[signer.verifier()]).first_failure
+    assert failure is not None and (failure.seq, failure.kind) == (7, "leaf")
+    assert reading.is_set(), "the page after the failing one was not read ahead"
+    assert finished == [8], "verify returned while a read ahead was still running"
