@@ -180,7 +180,7 @@ class Ledger:
         principal: str,
         images: Sequence[dict[str, Any]] = (),
     ) -> AppendResult:
-        with self.store.append_txn(project) as txn:
+        with self.store.append_txn(project, [p.event_id for p in prepared]) as txn:
             head = txn.head()
             existing = txn.existing_events([p.event_id for p in prepared])
             projector = Projector(project, txn, head.size)

@@ -157,9 +157,13 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
     @abc.abstractmethod
-    def append_txn(self, project: str) -> AbstractContextManager[AppendTxn]:
+    def append_txn(
+        self, project: str, event_ids: Sequence[str] = ()
+    ) -> AbstractContextManager[AppendTxn]:
         """Open a transaction holding the project's append lock. Commits on normal
-        exit, rolls back on an exception."""
+        exit, rolls back on an exception. ``event_ids``: the ids the append will ask
+        ``existing_events`` about, which a client-server dialect reads in the same
+        round trip as it takes the lock."""
 
     # --- reads -----------------------------------------------------------------
     @abc.abstractmethod

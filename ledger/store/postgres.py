@@ -7,8 +7,13 @@ other. Taking the lock also reads the head. The reads of an append are index pro
 (see ``_keyed_statements``), the ones that do not depend on each other sent in one
 round trip. Rows are written with COPY where a table gets many (binary where they hold
 bytes; one round trip per table per batch); the few rows of the other tables, the
-mutable projections (one upsert statement each) and the head update go together in
-one round trip.
+mutable projections (one upsert statement each), the head update and the COMMIT go
+together in one round trip.
+
+Connections are in autocommit mode: a read is one statement and one round trip (no
+BEGIN before it, no ROLLBACK after it). Only the append and the migrations open a
+transaction, with an explicit BEGIN sent in the same round trip as their first
+statement.
 """
 
 from __future__ import annotations
@@ -29,8 +34,14 @@ from ledger.errors import (
     StorageError,
     StorageUnavailable,
 )
-from ledger.store.base import TABLES, UPSERT_KEYS, Head, WriteBatch
-from ledger.store.sql import _MOVE_HEAD, KeyedRequest, SqlStore, _head_values
+from ledger.store.base import TABLES, UPSERT_KEYS, ExistingEvent, Head, WriteBatch
+from ledger.store.sql import (
+    _MOVE_HEAD,
+    KeyedRequest,
+    SqlStore,
+    _head_values,
+    existing_from_rows,
+)
 
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x4C454447  # "LEDG"
@@ -59,8 +70,10 @@ class PostgresStore(SqlStore):
                 max_size=pool_size,
                 timeout=connect_timeout,
                 open=False,
+                # an empty query before each checkout (a cheap round trip): a
+                # connection the server dropped is replaced, not handed out
                 check=ConnectionPool.check_connection,
-                kwargs={"autocommit": False, "connect_timeout": int(connect_timeout)},
+                kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
             )
             self._pool.open(wait=False)
         except (psycopg.Error, PoolTimeout) as e:
@@ -76,17 +89,34 @@ class PostgresStore(SqlStore):
         self._pool.close()
 
     # --- dialect hooks ------------------------------------------------------------
-    def _begin_append(self, conn: Any, project: str) -> Head | None:
-        row = conn.execute(_LOCK_HEAD, (project,)).fetchone()
+    def _begin_append(
+        self, conn: Any, project: str, event_ids: Sequence[str]
+    ) -> tuple[Head, dict[str, ExistingEvent] | None]:
+        # BEGIN, the lock and the read of the batch's event ids in one round trip. The
+        # server runs them in order, so the read waits for the lock and sees every
+        # append committed before it.
+        reads = self._existing_statements(project, event_ids)
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            lock = conn.execute(_LOCK_HEAD, (project,))
+            cursors = [conn.execute(self.sql(sql), params) for sql, params in reads]
+        row = lock.fetchone()
+        existing: dict[str, ExistingEvent] | None = None
         if row is None:
+            # A new project. The read above ran without a lock to wait for: the append
+            # reads the ids again once it holds the lock taken here.
             conn.execute(
                 "INSERT INTO heads (project, size) VALUES (%s, 0) ON CONFLICT DO NOTHING",
                 (project,),
             )
             row = conn.execute(_LOCK_HEAD, (project,)).fetchone()
+        else:
+            existing = existing_from_rows(r for cur in cursors for r in self._dicts(cur))
         name, size, leaf, recorded_at = row
-        return Head(name, int(size), bytes(leaf) if leaf is not None else None, recorded_at)
+        head = Head(name, int(size), bytes(leaf) if leaf is not None else None, recorded_at)
+        return head, existing
 
+    # Outside a transaction (autocommit) both are no-ops that send nothing.
     def _commit(self, conn: Any) -> None:
         conn.commit()
 
@@ -189,10 +219,14 @@ class PostgresStore(SqlStore):
                 marks = ", ".join(["%s"] * len(cols))
                 insert = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
                 pipelined.append((insert, rows))
+        # The append's last statements, and its COMMIT, in one round trip. Should one
+        # of them fail, the server skips the rest of the pipeline, COMMIT included, and
+        # the error surfaces here: the append rolls back as a whole.
         with conn.pipeline(), conn.cursor() as cur:
             for sql, params in pipelined:
                 cur.executemany(sql, params)
             cur.execute(self.sql(_MOVE_HEAD), (*_head_values(head), project))
+            conn.commit()
 
     def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
@@ -238,6 +272,7 @@ class PostgresStore(SqlStore):
     def upgrade(self) -> list[str]:
         applied_now: list[str] = []
         with self._guard(), self._connection() as conn:
+            conn.execute("BEGIN")
             try:
                 # Two processes upgrading at once: the second waits here, then finds
                 # the migrations applied.

@@ -49,11 +49,14 @@ class SqlStore(Store):
         """A connection for one unit of work (not inside a transaction)."""
 
     @abc.abstractmethod
-    def _begin_append(self, conn: Any, project: str) -> Head | None:
+    def _begin_append(
+        self, conn: Any, project: str, event_ids: Sequence[str]
+    ) -> tuple[Head | None, dict[str, ExistingEvent] | None]:
         """Start the append transaction, make sure the project's head row exists (size
         0 for a new project; rolled back with the rest if the append fails) and take
         the project's lock. May return the locked head when taking the lock read it
-        anyway (saves the append a round trip); None makes the append read it."""
+        anyway, and the stored entries of ``event_ids`` when it read them in the same
+        round trip; None makes the append read them."""
 
     @abc.abstractmethod
     def _insert_many(self, conn: Any, table: str, rows: list[tuple[Any, ...]]) -> None: ...
@@ -162,18 +165,30 @@ class SqlStore(Store):
 
     # --- append -------------------------------------------------------------------
     @contextmanager
-    def _append_txn(self, project: str) -> Iterator[AppendTxn]:
+    def _append_txn(self, project: str, event_ids: Sequence[str]) -> Iterator[AppendTxn]:
         with self._guard(), self._connection() as conn:
-            locked = self._begin_append(conn, project)
             try:
-                yield _SqlAppendTxn(self, conn, project, locked)
+                locked, existing = self._begin_append(conn, project, event_ids)
+                txn = _SqlAppendTxn(self, conn, project, locked)
+                if existing is not None:
+                    txn.known_events(event_ids, existing)
+                yield txn
             except BaseException:
                 self._rollback(conn)
                 raise
             self._commit(conn)
 
-    def append_txn(self, project: str) -> AbstractContextManager[AppendTxn]:
-        return self._append_txn(project)
+    def append_txn(
+        self, project: str, event_ids: Sequence[str] = ()
+    ) -> AbstractContextManager[AppendTxn]:
+        return self._append_txn(project, event_ids)
+
+    def _existing_statements(
+        self, project: str, event_ids: Sequence[str]
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        return self._keyed_statements(
+            "entries", "event_id, seq, event_hash", "event_id", project, _distinct(event_ids)
+        )
 
     # --- reads --------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -319,6 +334,7 @@ class _SqlAppendTxn(AppendTxn):
         self.conn = conn
         self.project = project
         self._locked = locked  # the head as read by taking the lock, if it was
+        self._known: tuple[set[str], dict[str, ExistingEvent]] | None = None
 
     def head(self) -> Head:
         if self._locked is not None:
@@ -330,16 +346,23 @@ class _SqlAppendTxn(AppendTxn):
         )
         return _head(rows[0])
 
+    def known_events(self, event_ids: Sequence[str], existing: dict[str, ExistingEvent]) -> None:
+        """The answer to ``existing_events(event_ids)``, read with the lock."""
+        self._known = (set(event_ids), existing)
+
     def existing_events(self, event_ids: Sequence[str]) -> dict[str, ExistingEvent]:
+        if self._known is not None and self._known[0].issuperset(event_ids):
+            wanted = set(event_ids)
+            return {k: v for k, v in self._known[1].items() if k in wanted}
         rows = self.store._select_keyed(
             self.conn,
             "entries",
             "event_id, seq, event_hash",
             "event_id",
             self.project,
-            list(dict.fromkeys(event_ids)),
+            _distinct(event_ids),
         )
-        return {r["event_id"]: ExistingEvent(int(r["seq"]), bytes(r["event_hash"])) for r in rows}
+        return existing_from_rows(rows)
 
     def rows(self, table: str, key: str, values: Iterable[Any]) -> list[dict[str, Any]]:
         return self.rows_many([(table, key, values)])[0]
@@ -362,6 +385,14 @@ class _SqlAppendTxn(AppendTxn):
     def write(self, batch: WriteBatch, head: Head) -> None:
         self._locked = None
         self.store._write_batch(self.conn, self.project, batch, head)
+
+
+def _distinct(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def existing_from_rows(rows: Iterable[dict[str, Any]]) -> dict[str, ExistingEvent]:
+    return {r["event_id"]: ExistingEvent(int(r["seq"]), bytes(r["event_hash"])) for r in rows}
 
 
 _MOVE_HEAD = "UPDATE heads SET size = ?, last_leaf = ?, last_recorded_at = ? WHERE project = ?"

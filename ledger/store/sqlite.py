@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,12 +99,15 @@ class SQLiteStore(SqlStore):
         self._local = threading.local()
 
     # --- dialect hooks ------------------------------------------------------------
-    def _begin_append(self, conn: Any, project: str) -> None:
+    def _begin_append(
+        self, conn: Any, project: str, event_ids: Sequence[str]
+    ) -> tuple[None, None]:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT INTO heads (project, size) VALUES (?, 0) ON CONFLICT (project) DO NOTHING",
             (project,),
         )
+        return None, None  # reads are local: the append makes them when it needs them
 
     def _commit(self, conn: Any) -> None:
         if conn.in_transaction:
