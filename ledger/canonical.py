@@ -33,8 +33,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import compress, count
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _encode_string  # as ensure_ascii=False
 from typing import Any, NoReturn, TypeAlias
 
@@ -58,6 +59,13 @@ MAX_SAFE_INTEGER = 2**53 - 1
 # which is JCS order whenever no key has a character outside the BMP (checked below).
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+)
+# What ``_ENCODER.encode`` builds on every call, built once: the C encoder itself,
+# called as ``"".join(_encode(value, 0))`` (None where the C accelerator is missing).
+_encode: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _ENCODER.default, _encode_string, None, ":", ",", True, False, False)
 )
 
 _INF = float("inf")
@@ -112,7 +120,8 @@ def canonical_bytes(value: JSONValue, *, loc: str = "") -> bytes:
 
 def _canonical_text(value: Any) -> str:
     raw: list[str] = []
-    text = _ENCODER.encode(_prepare(value, raw))
+    prepared = _prepare(value, raw)
+    text = _ENCODER.encode(prepared) if _encode is None else "".join(_encode(prepared, 0))
     return _splice(text, raw) if raw else text
 
 
@@ -177,7 +186,8 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
     out = obj
     for key, item in obj.items():
         kind = type(item)
-        # Inline fast paths for what is written as it is.
+        # Inline fast paths for what is written as it is, and direct calls for nested
+        # objects and arrays.
         if kind is str or kind is bool or item is None:
             continue
         if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
@@ -185,7 +195,12 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
         if kind is float and (1e-4 <= item < 1e16 or -1e16 < item <= -1e-4) and item % 1.0:
             continue
         try:
-            new = _prepare(item, raw)
+            if kind is dict:
+                new = _prepare_object(item, raw)
+            elif kind is list:
+                new = _prepare_array(item, raw)
+            else:
+                new = _prepare(item, raw)
         except _Refusal as e:
             e.path.append(key)
             raise
@@ -211,7 +226,12 @@ def _prepare_array(array: list[Any] | tuple[Any, ...], raw: list[str]) -> Any:
         if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
             continue
         try:
-            new = _prepare(item, raw)
+            if kind is dict:
+                new = _prepare_object(item, raw)
+            elif kind is list:
+                new = _prepare_array(item, raw)
+            else:
+                new = _prepare(item, raw)
         except _Refusal as e:
             e.path.append(index)
             raise

@@ -15,6 +15,7 @@ are and never re-serialized: every hash is over them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -58,18 +59,25 @@ def entry_bytes(
             b',"prev":',
             prev_part,
             b',"principal":',
-            canonical_bytes(principal),
+            _canonical_string(principal) if type(principal) is str else canonical_bytes(principal),
             b',"project":',
-            canonical_bytes(project),
+            _canonical_string(project) if type(project) is str else canonical_bytes(project),
             b',"recorded_at":"',
             recorded_at.encode("ascii"),
             b'","seq":',
             str(seq).encode("ascii"),
-            b',"v":',
-            str(ENTRY_VERSION).encode("ascii"),
-            b"}",
+            _VERSION_PART,
         )
     )
+
+
+_VERSION_PART = b',"v":' + str(ENTRY_VERSION).encode("ascii") + b"}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_string(text: str) -> bytes:
+    # A batch repeats the same principal and project in every entry.
+    return canonical_bytes(text)
 
 
 @dataclass(frozen=True)

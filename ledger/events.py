@@ -152,6 +152,8 @@ class MaskCreated(_Strict):
 
     @model_validator(mode="after")
     def _relation_needs_parents(self) -> MaskCreated:
+        if not self.parents and self.relation is None:
+            return self  # the usual case, which passes every check below
         if self.parents and self.relation is None:
             raise ValueError("relation is required when parents are given")
         if self.relation is not None and not self.parents:
@@ -303,6 +305,14 @@ class Event(_Strict):
 
 _payload_adapters: dict[str, TypeAdapter[Any]] = {k: TypeAdapter(v) for k, v in PAYLOADS.items()}
 
+# parse_event calls the pydantic-core validators and serializers that model_validate,
+# TypeAdapter.validate_python and model_dump wrap, without the wrappers' per-call work.
+_validate_event = Event.__pydantic_validator__.validate_python
+_dump_event = Event.__pydantic_serializer__.to_python
+_validate_payload = {k: v.__pydantic_validator__.validate_python for k, v in PAYLOADS.items()}
+#: the envelope's payload is the raw dict; the stored form has the typed payload's dump
+_RAW_PAYLOAD: set[str] = {"payload"}
+
 
 class ParsedEvent:
     """An event that passed the shape checks, with its typed payload and stored form."""
@@ -338,15 +348,20 @@ def parse_event(raw: Any, loc: str = "") -> ParsedEvent:
     if not isinstance(raw, dict):
         raise InvalidInput("invalid event", [FieldError(loc or "event", "must be a JSON object")])
     try:
-        envelope = Event.model_validate(raw)
+        envelope: Event = _validate_event(raw)
     except ValidationError as e:
         raise InvalidInput("invalid event", _field_errors(loc, e)) from e
     try:
-        payload = envelope.typed_payload()
+        payload: BaseModel = _validate_payload[envelope.type](envelope.payload)
     except ValidationError as e:
         raise InvalidInput("invalid event", _field_errors(_loc(loc, ("payload",)), e)) from e
-    stored = envelope.model_dump(mode="json", exclude_none=True)
-    stored["payload"] = payload.model_dump(mode="json", exclude_none=True)
+    # payload is the envelope's last field, so it stays last in the stored form
+    stored: dict[str, Any] = _dump_event(
+        envelope, mode="json", exclude_none=True, exclude=_RAW_PAYLOAD
+    )
+    stored["payload"] = payload.__pydantic_serializer__.to_python(
+        payload, mode="json", exclude_none=True
+    )
     return ParsedEvent(envelope, payload, stored)
 
 

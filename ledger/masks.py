@@ -10,8 +10,9 @@ pycocotools does not validate its input: a malformed compressed string makes it 
 past the buffer or return garbage. Every string is therefore decoded and checked here
 first (vectorised with numpy; a pure-Python decoder words the refusal when the fast
 path finds a problem), and pycocotools only ever sees strings that are byte for byte
-what this module would write itself. Area and bounding box come straight from the run
-lengths, without a bitmap.
+what this module would write itself. Area and bounding box come from the run lengths
+(the box of a validated mask from pycocotools' toBbox of its canonical RLE, which gives
+the same numbers), without a bitmap.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypedDict, TypeVar
+from typing import Any, Literal, NamedTuple, TypedDict, TypeGuard, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,9 @@ __all__ = [
 CHUNK = 255
 #: pycocotools keeps run lengths in 32-bit unsigned integers.
 MAX_PIXELS = 2**32 - 1
+#: pycocotools reads a counts value of more than 30 bits wrongly (its shift overflows a
+#: 32-bit int); below this many pixels every value of a canonical string fits in 30.
+_COCO_BOX_MAX_PIXELS = 2**29 - 1
 
 #: run lengths (or the values of a counts string) as 64-bit integers
 Runs = npt.NDArray[np.int64]
@@ -180,6 +184,9 @@ _PAIR_BYTES = bytes(
 _WIDER = np.array([1 << (5 * k + 4) for k in range(12)], dtype=np.int64)
 #: the shift of each group of a value: 0, 5, 10, ...
 _SHIFTS = np.arange(13, dtype=np.int64) * 5
+#: 5, 10, 15, ...: 5 * (position + 1) for strings of up to 64K characters
+_FIVES = np.arange(5, 5 * 2**16 + 1, 5, dtype=np.int64)
+_FIVES.flags.writeable = False
 #: above this many characters 64-bit sums in the fast path could wrap; the reference
 #: decoder (Python integers) takes such strings
 _FAST_MAX_CHARS = 1 << 27
@@ -227,7 +234,7 @@ def _decode_fast(counts: str, pixels: int | None) -> tuple[Runs, bool] | None:
         last = np.frombuffer(flags, dtype=np.bool_)
         # shift of each group = 5 * its index in its value = 5 * (its position - the
         # position after the latest value end before it)
-        fives = np.arange(5, 5 * size + 1, 5)
+        fives = _FIVES[:size] if size <= len(_FIVES) else np.arange(5, 5 * size + 1, 5)
         after = np.maximum.accumulate(fives * last)
         shifts = np.empty(size, dtype=np.int64)
         shifts[0] = 0
@@ -241,6 +248,16 @@ def _decode_fast(counts: str, pixels: int | None) -> tuple[Runs, bool] | None:
     # even runs from index 2, both at once down the columns of the pairs (2k+1, 2k+2).
     pairs = buffer[1:].reshape(-1, 2)
     np.add.accumulate(pairs, axis=0, out=pairs)
+    # The usual case, decided in one pass: with the first run in [0, pixels], every
+    # later run in [1, pixels] (run - 1, read as unsigned, below pixels) means no
+    # negative run, none above pixels and no empty one, as the checks below find.
+    if (
+        pixels is not None
+        and 2 <= count <= pixels + 1
+        and 0 <= int(runs[0]) <= pixels
+        and np.maximum.reduce((runs[1:] - 1).view(np.uint64)) < pixels
+    ):
+        return runs, count == size or not _has_long_spelling(data)
     # Refuse negative runs and, with pixels, more than pixels + 1 runs or a run above
     # pixels. Runs after the first that are all positive are also what a canonical
     # string has.
@@ -250,7 +267,8 @@ def _decode_fast(counts: str, pixels: int | None) -> tuple[Runs, bool] | None:
     if pixels is not None and (count > pixels + 1 or np.maximum.reduce(runs) > pixels):
         return None
     # canonical: no empty run after the first, and every value in the fewest groups
-    return runs, bool(positive) and not _has_long_spelling(data)
+    # (a longer spelling needs a continuation character)
+    return runs, bool(positive) and (count == size or not _has_long_spelling(data))
 
 
 def _decode_counts(counts: str, loc: str, pixels: int) -> tuple[Runs, int, bool]:
@@ -376,13 +394,21 @@ def _parse_size(rle: Mapping[str, object], loc: str) -> tuple[int, int]:
     if "size" not in rle:
         raise InvalidInput.field(f"{loc}.size", "missing")
     size = rle["size"]
-    if not isinstance(size, list | tuple) or len(size) != 2 or not all(map(_is_int, size)):
+    if not _two_ints(size):
         raise InvalidInput.field(
             f"{loc}.size", f"expected [height, width] as two integers, got {size!r}"
         )
     height, width = size
     _check_pixels(height, width, f"{loc}.size")
     return height, width
+
+
+def _two_ints(size: object) -> TypeGuard[list[int] | tuple[int, ...]]:
+    if type(size) is list and len(size) == 2:
+        first, second = size
+        if type(first) is int and type(second) is int:  # the usual case, decided here
+            return True
+    return isinstance(size, list | tuple) and len(size) == 2 and all(map(_is_int, size))
 
 
 _INT_ONLY = frozenset({int})
@@ -520,7 +546,7 @@ def _parse(
     """Validate ``seg`` against the registered image size; return its kind, its runs and
     its canonical counts string when that is at hand without encoding."""
     pixels = _check_pixels(height, width, loc)
-    if isinstance(seg, Mapping):
+    if type(seg) is dict or isinstance(seg, Mapping):  # a dict skips the ABC check
         size = _parse_size(seg, loc)
         if size != (height, width):
             raise InvalidInput.field(
@@ -571,7 +597,13 @@ def validate_segmentation(
     area = _area(runs)
     if area == 0:
         raise InvalidInput.field(loc, "mask is empty (area 0)")
-    return MaskInfo(kind, area, _bbox(runs, height), _rle(height, width, runs, canonical))
+    rle = _rle(height, width, runs, canonical)
+    if height * width > _COCO_BOX_MAX_PIXELS:
+        return MaskInfo(kind, area, _bbox(runs, height), rle)
+    # pycocotools' C code gives the box of a canonical RLE that _bbox computes from the
+    # runs (tests check both against each other), in fewer steps.
+    left, top, box_width, box_height = coco_mask.toBbox(rle).tolist()
+    return MaskInfo(kind, area, (left, top, box_width, box_height), rle)
 
 
 def to_rle(seg: object, height: int, width: int) -> RLE:

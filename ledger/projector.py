@@ -13,10 +13,12 @@ import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, Protocol
 
 from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
 from ledger.events import (
+    PAYLOADS,
     ActorRegistered,
     CategoryDefined,
     CountsDeclared,
@@ -59,6 +61,22 @@ _REFS = {
 }
 
 
+# (payload field, table) of every field that names a row of another table
+_REF_FIELDS = (
+    ("instance_id", "instances"),
+    ("image_id", "images"),
+    ("category_id", "categories"),
+    ("guideline_id", "guidelines"),
+    ("actor_id", "actors"),
+    ("assignee", "actors"),
+)
+#: the same, for each payload model: only the fields it has
+_PAYLOAD_REFS = {
+    model: tuple((attr, table) for attr, table in _REF_FIELDS if attr in model.model_fields)
+    for model in PAYLOADS.values()
+}
+
+
 @dataclass
 class _Cache:
     """Rows by key; ``None`` marks a key known to be absent."""
@@ -75,33 +93,28 @@ class Projector:
         self.size = size  # entries so far, including those applied in this batch
         self.batch = WriteBatch()
         self._cache: dict[str, dict[Any, dict[str, Any] | None]] = {t: {} for t in _REFS}
-        self._revisions: dict[str, dict[str, Any]] = {}  # current revision row per instance
+        # current revision row per instance: a dict as read, or the tuple as written
+        # here (made a dict only if a later event of the batch reads it)
+        self._revisions: dict[str, dict[str, Any] | tuple[Any, ...]] = {}
 
     # --- state lookups ------------------------------------------------------------
     def prefetch(self, events: Iterable[ParsedEvent]) -> None:
         """Load, in one query per table, every row the events may refer to."""
         wanted: dict[str, set[Any]] = {t: set() for t in _REFS}
+        actors, guidelines, instances = wanted["actors"], wanted["guidelines"], wanted["instances"]
         for ev in events:
             env, p = ev.envelope, ev.payload
-            wanted["actors"].add(env.actor)
+            actors.add(env.actor)
             if env.guideline is not None:
-                wanted["guidelines"].add(env.guideline.id)
+                guidelines.add(env.guideline.id)
             # The payload's field values: a pydantic model keeps them in __dict__, and a
             # lookup there costs far less than getattr on a field the model lacks.
             fields = vars(p)
-            for attr, table in (
-                ("instance_id", "instances"),
-                ("image_id", "images"),
-                ("category_id", "categories"),
-                ("guideline_id", "guidelines"),
-                ("actor_id", "actors"),
-                ("assignee", "actors"),
-            ):
+            for attr, table in _PAYLOAD_REFS.get(type(p), _REF_FIELDS):
                 value = fields.get(attr)
                 if value is not None:
                     wanted[table].add(value)
-            for parent in fields.get("parents", ()):
-                wanted["instances"].add(parent)
+            instances.update(fields.get("parents", ()))
             if isinstance(p, ReleaseCreated):
                 wanted["releases"].add(p.name)
         instance_ids = wanted["instances"]
@@ -199,7 +212,7 @@ class Projector:
             raise InvalidInput.field(
                 f"{loc}actor", f"actor {ev.envelope.actor!r} is not registered in {self.project}"
             )
-        roles = _json_list(actor["roles"])
+        roles = _parsed_list(actor["roles"])
         if role not in roles:
             raise InvalidInput.field(
                 f"{loc}actor",
@@ -211,22 +224,25 @@ class Projector:
     def _guideline(self, ev: ParsedEvent, loc: str) -> str:
         ref = ev.envelope.guideline
         assert ref is not None  # the envelope model requires it for these types
-        self._load("guidelines", {ref.id})
-        if self._cache["guidelines"].get((ref.id, ref.version)) is None:
+        cache = self._cache["guidelines"]
+        if ref.id not in cache:
+            self._load("guidelines", {ref.id})
+        if cache.get((ref.id, ref.version)) is None:
             raise InvalidInput.field(
                 f"{loc}guideline",
                 f"guideline {ref.key()} has not been published in {self.project}",
             )
         return ref.key()
 
-    def _category(self, category_id: int, loc: str) -> None:
+    # The field at fault is named as ``loc`` + ``field``, put together only on error.
+    def _category(self, category_id: int, loc: str, field: str) -> None:
         if self._get("categories", category_id) is None:
-            raise InvalidInput.field(loc, f"category {category_id} is not defined")
+            raise InvalidInput.field(loc + field, f"category {category_id} is not defined")
 
-    def _image(self, image_id: str, loc: str) -> dict[str, Any]:
+    def _image(self, image_id: str, loc: str, field: str) -> dict[str, Any]:
         image = self._get("images", image_id)
         if image is None:
-            raise InvalidInput.field(loc, f"image {image_id!r} is not registered")
+            raise InvalidInput.field(loc + field, f"image {image_id!r} is not registered")
         return image
 
     def _live_instance(self, instance_id: str, revision: int, loc: str) -> dict[str, Any]:
@@ -251,7 +267,9 @@ class Projector:
     def _mask(self, seg: Any, image: dict[str, Any], loc: str, mask: MaskInfo | None) -> MaskInfo:
         if mask is not None:
             return mask
-        return validate_segmentation(seg, image["height"], image["width"], loc)
+        return validate_segmentation(
+            seg, image["height"], image["width"], f"{loc}payload.segmentation"
+        )
 
     def _revision_row(
         self,
@@ -273,7 +291,13 @@ class Projector:
             int(iscrowd), segmentation, area, bbox, ev.envelope.actor, guideline,
         )  # fmt: skip
         self.batch.add("revisions", row)
-        self._revisions[instance_id] = dict(zip(TABLES["revisions"], row, strict=True))
+        self._revisions[instance_id] = row
+
+    def _current_revision(self, instance_id: str) -> dict[str, Any]:
+        row = self._revisions[instance_id]
+        if isinstance(row, tuple):
+            row = self._revisions[instance_id] = dict(zip(TABLES["revisions"], row, strict=True))
+        return row
 
     def _instance_row(
         self,
@@ -306,8 +330,21 @@ def _parsed_list(text: str) -> tuple[str, ...]:
     return tuple(str(v) for v in json.loads(text))
 
 
+def _segmentation_text(seg: Any) -> str:
+    """``dumps_column(seg)``; a compressed RLE (the usual case) is written directly."""
+    if type(seg) is dict and len(seg) == 2:
+        counts, size = seg.get("counts"), seg.get("size")
+        if type(counts) is str and type(size) is list and len(size) == 2:
+            height, width = size
+            if type(height) is int and type(width) is int:
+                return f'{{"counts":{encode_basestring(counts)},"size":[{height},{width}]}}'
+    return dumps_column(seg)
+
+
 def _bbox_text(mask: MaskInfo) -> str:
-    return dumps_column([round(float(v), 2) for v in mask.bbox])
+    # round(v, 2) returns an integral float unchanged, and costs a float-to-text
+    # round trip: only the others go through it.
+    return dumps_column([v if v.is_integer() else round(v, 2) for v in map(float, mask.bbox)])
 
 
 # --- one handler per event type ---------------------------------------------------
@@ -393,8 +430,8 @@ def _mask_created(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInf
     assert isinstance(p, MaskCreated)
     pj._actor_may(ev, loc, "annotate")
     guideline = pj._guideline(ev, loc)
-    image = pj._image(p.image_id, f"{loc}payload.image_id")
-    pj._category(p.category_id, f"{loc}payload.category_id")
+    image = pj._image(p.image_id, loc, "payload.image_id")
+    pj._category(p.category_id, loc, "payload.category_id")
     if pj._get("instances", p.instance_id) is not None:
         raise Conflict(
             f"instance {p.instance_id!r} already exists",
@@ -405,10 +442,10 @@ def _mask_created(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInf
             raise InvalidInput.field(
                 f"{loc}payload.parents[{i}]", f"instance {parent!r} does not exist"
             )
-    mask = pj._mask(p.segmentation, image, f"{loc}payload.segmentation", m)
+    mask = pj._mask(p.segmentation, image, loc, m)
     pj._revision_row(
         seq, ev, p.instance_id, 1, "created", p.image_id, p.category_id, p.iscrowd,
-        dumps_column(p.segmentation), mask.area, _bbox_text(mask), guideline,
+        _segmentation_text(p.segmentation), mask.area, _bbox_text(mask), guideline,
     )  # fmt: skip
     pj._instance_row(p.instance_id, p.image_id, p.category_id, 1, False, seq, seq, None)
     for parent in p.parents:
@@ -422,17 +459,17 @@ def _mask_edited(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInfo
     pj._actor_may(ev, loc, "annotate")
     guideline = pj._guideline(ev, loc)
     inst = pj._live_instance(p.instance_id, p.revision, loc)
-    current = pj._revisions[p.instance_id]
+    current = pj._current_revision(p.instance_id)
     category_id = current["category_id"] if p.category_id is None else p.category_id
     if p.category_id is not None:
-        pj._category(p.category_id, f"{loc}payload.category_id")
+        pj._category(p.category_id, loc, "payload.category_id")
     iscrowd = bool(current["iscrowd"]) if p.iscrowd is None else p.iscrowd
     if p.segmentation is None:
         segmentation, area, bbox = current["segmentation"], current["area"], current["bbox"]
     else:
-        image = pj._image(inst["image_id"], f"{loc}payload.instance_id")
-        mask = pj._mask(p.segmentation, image, f"{loc}payload.segmentation", m)
-        segmentation, area, bbox = dumps_column(p.segmentation), mask.area, _bbox_text(mask)
+        image = pj._image(inst["image_id"], loc, "payload.instance_id")
+        mask = pj._mask(p.segmentation, image, loc, m)
+        segmentation, area, bbox = _segmentation_text(p.segmentation), mask.area, _bbox_text(mask)
     revision = inst["revision"] + 1
     pj._revision_row(
         seq, ev, p.instance_id, revision, "edited", inst["image_id"], category_id, iscrowd,
@@ -452,7 +489,7 @@ def _mask_deleted(pj: Projector, seq: int, ev: ParsedEvent, loc: str, m: MaskInf
         pj._actor_may(ev, loc, "annotate")  # reviewers may delete too
     guideline = pj._guideline(ev, loc)
     inst = pj._live_instance(p.instance_id, p.revision, loc)
-    current = pj._revisions[p.instance_id]
+    current = pj._current_revision(p.instance_id)
     revision = inst["revision"] + 1
     pj._revision_row(
         seq, ev, p.instance_id, revision, "deleted", inst["image_id"], current["category_id"],
@@ -520,7 +557,7 @@ def _review_assigned(
             f"{loc}payload.assignee", f"actor {p.assignee!r} ({assignee['kind']}) may not review"
         )
     pj._live_instance(p.instance_id, p.revision, loc)
-    if pj._revisions[p.instance_id]["actor"] == p.assignee:
+    if pj._current_revision(p.instance_id)["actor"] == p.assignee:
         raise InvalidInput.field(
             f"{loc}payload.assignee",
             f"actor {p.assignee!r} drew revision {p.revision} of {p.instance_id!r} "
@@ -537,9 +574,9 @@ def _counts_declared(
 ) -> None:
     p = ev.payload
     assert isinstance(p, CountsDeclared)
-    pj._image(p.image_id, f"{loc}payload.image_id")
+    pj._image(p.image_id, loc, "payload.image_id")
     for i, c in enumerate(p.counts):
-        pj._category(c.category_id, f"{loc}payload.counts[{i}].category_id")
+        pj._category(c.category_id, loc, f"payload.counts[{i}].category_id")
     counts = {str(c.category_id): c.count for c in p.counts}
     pj.batch.add("count_declarations", (pj.project, seq, p.image_id, dumps_column(counts)))
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 # Column order of every table the ledger writes. Rows are tuples in this order.
@@ -98,17 +100,32 @@ class WriteBatch:
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.setdefault(table, []).append(row)
+        try:
+            self.rows[table].append(row)
+        except KeyError:  # the table's first row
+            self.rows[table] = [row]
 
     def upserts(self, table: str) -> list[tuple[Any, ...]]:
         """Rows of a mutable table, the last one per key winning."""
         rows = self.rows.get(table, [])
-        cols = TABLES[table]
-        key_pos = [cols.index(k) for k in UPSERT_KEYS[table]]
-        last: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        for row in rows:
-            last[tuple(row[i] for i in key_pos)] = row
+        # Each row keeps the place of the first row with its key and the value of the last.
+        key = _UPSERT_KEY_OF[table]
+        last = {key(row): row for row in rows}
         return list(last.values())
+
+
+def _key_getter(table: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The key columns of a row of ``table``, as a tuple."""
+    cols = TABLES[table]
+    positions = [cols.index(k) for k in UPSERT_KEYS[table]]
+    if len(positions) == 1:  # itemgetter of one item returns the item, not a 1-tuple
+        (position,) = positions
+        return lambda row: (row[position],)
+    getter: Callable[[tuple[Any, ...]], tuple[Any, ...]] = operator.itemgetter(*positions)
+    return getter
+
+
+_UPSERT_KEY_OF = {table: _key_getter(table) for table in UPSERT_KEYS}
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,36 @@ class Store(abc.ABC):
         """Raise StorageUnavailable when the database cannot be reached."""
 
 
+def _column_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# The C encoder that ``_column_json`` builds on every call, built once. Without the
+# circular-reference check (its bookkeeping cannot be reused after an error), so a
+# RecursionError is answered by ``_column_json`` itself, which then raises what it
+# always raised.
+_COLUMN_ENCODER: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None,
+        json.JSONEncoder().default,
+        encode_basestring,
+        None,
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+)
+
+
 def dumps_column(value: Any) -> str:
     """JSON text for a projection column (sorted keys, compact, deterministic)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if _COLUMN_ENCODER is None:
+        return _column_json(value)
+    try:
+        return "".join(_COLUMN_ENCODER(value, 0))
+    except RecursionError:
+        return _column_json(value)
