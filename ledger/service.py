@@ -9,8 +9,10 @@ remain. The whole batch is written, or none of it.
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,9 +108,10 @@ class Ledger:
             raise InvalidInput.field(
                 "events", f"batch of {len(events)} events exceeds the limit of {self.max_batch}"
             )
-        prepared = self._prepare(events)
-        images = self._check_masks_unlocked(project, prepared)
-        result = self._append_locked(project, prepared, principal, images)
+        with _no_collection_pauses():
+            prepared = self._prepare(events)
+            images = self._check_masks_unlocked(project, prepared)
+            result = self._append_locked(project, prepared, principal, images)
         if self.on_append is not None and result.appended:
             self.on_append(result)
         return result
@@ -246,6 +249,24 @@ class Ledger:
         if head is None or head.size == 0:
             raise NotFound(f"project {project} does not exist")
         return head
+
+
+@contextmanager
+def _no_collection_pauses() -> Iterator[None]:
+    """Hold off the cyclic garbage collector for one append. A batch keeps some twenty
+    objects per event alive until it ends; with them growing the heap, the collector
+    runs full collections over the whole process mid-batch (about a quarter of the
+    append's CPU time for 1000 events). What the batch leaves behind is freed by
+    reference counting as it ends. The collector is enabled again afterwards unless
+    it was off already (another thread's append, or the application's choice)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _entry_row(

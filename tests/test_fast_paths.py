@@ -23,6 +23,7 @@ from ledger.errors import InvalidInput
 from ledger.events import Event, parse_event
 from ledger.masks import MaskInfo
 from ledger.projector import _bbox_text, _segmentation_text
+from ledger.service import Ledger
 from ledger.store.base import TABLES, WriteBatch, dumps_column
 
 
@@ -179,3 +180,30 @@ def test_box_of_validated_masks_is_the_box_of_the_runs(
     canonical = masks._canonical_runs(np.array(runs, dtype=np.int64))
     assert info.bbox == masks._bbox(canonical, height)
     assert all(type(v) is float for v in info.bbox)
+
+
+def test_an_append_leaves_the_garbage_collector_as_it_found_it(ledger: Ledger) -> None:
+    """The collector is held off during an append, and on again after it, whether the
+    append succeeded or failed; one that was off stays off."""
+    import gc
+    from datetime import UTC, datetime
+
+    from tests import factory as f
+
+    seen: list[bool] = []
+    inside: list[bool] = []
+    ledger.on_append = lambda result: seen.append(gc.isenabled())
+    ledger.clock = lambda: (inside.append(gc.isenabled()), datetime.now(UTC))[1]
+    assert gc.isenabled()
+    ledger.append("p", f.setup_events(), "t")
+    assert inside == [False]  # the clock is read inside the append
+    assert gc.isenabled() and seen == [True]  # on_append runs after it
+    with pytest.raises(InvalidInput):
+        ledger.append("p", [{"type": "mask.created"}], "t")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        ledger.append("p", [f.mask_created("i1")], "t")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
