@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -272,3 +273,40 @@ def _raw_execute(url: str, sql: str) -> None:
 def test_storage_errors_are_translated(store: Store) -> None:
     with pytest.raises(StorageError):
         store.query("SELECT * FROM no_such_table")
+
+
+def test_iter_query_yields_every_row_in_order_across_pages(ledger: Ledger, store: Store) -> None:
+    ledger.append(P, [*f.setup_events(), *(f.mask_created(f"i{k}") for k in range(5))], "t")
+    sql = "SELECT seq, event_id FROM entries WHERE project = ? ORDER BY seq"
+    rows = list(store.iter_query(sql, (P,), page=3))
+    assert [r["seq"] for r in rows] == list(range(11))
+    assert rows == store.query(sql, (P,))
+    assert list(store.iter_query(sql, ("no such project",), page=3)) == []
+
+
+@pytest.mark.postgres
+def test_iter_query_on_postgresql_streams_from_a_server_side_cursor(
+    pg_url_factory: Callable[[], str],
+) -> None:
+    """The result stays on the server: while a caller is between pages, its session is
+    inside the transaction of a declared cursor, fetching a page at a time."""
+    import psycopg
+
+    from ledger.store import open_store
+
+    url = pg_url_factory()
+    store = open_store(url)
+    try:
+        Ledger(store).append(P, f.setup_events(), "t")
+        rows = store.iter_query("SELECT seq FROM entries WHERE project = ? ORDER BY seq", (P,), 2)
+        assert next(rows)["seq"] == 0
+        with psycopg.connect(url, autocommit=True) as watcher:
+            seen = watcher.execute(
+                "SELECT state, query FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND query LIKE 'FETCH%%ledger_iter_query%%'"
+            ).fetchall()
+        assert [state for state, _ in seen] == ["idle in transaction"], seen
+        assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
+    finally:
+        store.close()

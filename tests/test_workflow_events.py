@@ -28,9 +28,9 @@ def seeded(ledger: Ledger) -> Ledger:
 def test_assignment_is_recorded(seeded: Ledger, store: Store) -> None:
     result = seeded.append(P, [assign("a", 1, "rita", rule="cars")], "t")
     rows = store.query("SELECT * FROM assignments WHERE project = ?", (P,))
-    assert [(r["seq"], r["instance_id"], r["assignee"], r["rule"], r["assigned_by"]) for r in rows] == [
-        (result.results[0].seq, "a", "rita", "cars", "router")
-    ]
+    assert [
+        (r["seq"], r["instance_id"], r["assignee"], r["rule"], r["assigned_by"]) for r in rows
+    ] == [(result.results[0].seq, "a", "rita", "cars", "router")]
 
 
 def test_assignment_rules(seeded: Ledger, store: Store) -> None:
@@ -49,16 +49,25 @@ def test_assignment_rules(seeded: Ledger, store: Store) -> None:
 
 
 def test_counts_declared(seeded: Ledger, store: Store) -> None:
-    ev = f.event("counts.declared", {"image_id": "img-1", "counts": [{"category_id": 1, "count": 3}]})
+    ev = f.event(
+        "counts.declared", {"image_id": "img-1", "counts": [{"category_id": 1, "count": 3}]}
+    )
     seeded.append(P, [ev], "t")
     row = store.query("SELECT image_id, counts FROM count_declarations WHERE project = ?", (P,))[0]
     assert (row["image_id"], row["counts"]) == ("img-1", '{"1":3}')
-    bad = f.event("counts.declared", {"image_id": "img-1", "counts": [{"category_id": 9, "count": 1}]})
-    with pytest.raises(InvalidInput, match=r"payload\.counts\[0\]\.category_id: category 9 is not defined"):
+    bad = f.event(
+        "counts.declared", {"image_id": "img-1", "counts": [{"category_id": 9, "count": 1}]}
+    )
+    with pytest.raises(
+        InvalidInput, match=r"payload\.counts\[0\]\.category_id: category 9 is not defined"
+    ):
         seeded.append(P, [bad], "t")
     twice = f.event(
         "counts.declared",
-        {"image_id": "img-1", "counts": [{"category_id": 1, "count": 1}, {"category_id": 1, "count": 2}]},
+        {
+            "image_id": "img-1",
+            "counts": [{"category_id": 1, "count": 1}, {"category_id": 1, "count": 2}],
+        },
     )
     with pytest.raises(InvalidInput, match="each category may be declared once per image"):
         seeded.append(P, [twice], "t")
@@ -77,6 +86,6 @@ def test_job_status_is_logged(seeded: Ledger, store: Store) -> None:
     ev = f.event("job.status_changed", {"source": "cvat", "job_id": "17", "status": "completed"})
     result = seeded.append(P, [ev], "t")
     seq = result.results[0].seq
-    assert store.query("SELECT type FROM entries WHERE project = ? AND seq = ?", (P, seq))[0]["type"] == (
-        "job.status_changed"
-    )
+    assert store.query("SELECT type FROM entries WHERE project = ? AND seq = ?", (P, seq))[0][
+        "type"
+    ] == ("job.status_changed")

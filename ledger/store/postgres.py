@@ -228,6 +228,24 @@ class PostgresStore(SqlStore):
             cur.execute(self.sql(_MOVE_HEAD), (*_head_values(head), project))
             conn.commit()
 
+    def iter_query(
+        self, sql: str, params: Sequence[Any] = (), page: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        # A server-side cursor (it needs a transaction: the connections are in
+        # autocommit mode) keeps the result on the server and brings it a page at a
+        # time, so memory holds one page whatever the size of the result.
+        with (
+            self._guard(),
+            self._connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="ledger_iter_query") as cur,
+        ):
+            cur.execute(self.sql(sql), tuple(params))
+            cols = [d[0] for d in cur.description or ()]
+            while rows := cur.fetchmany(page):
+                for row in rows:
+                    yield dict(zip(cols, row, strict=True))
+
     def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
             cur.executemany(sql, rows)

@@ -99,9 +99,7 @@ class SQLiteStore(SqlStore):
         self._local = threading.local()
 
     # --- dialect hooks ------------------------------------------------------------
-    def _begin_append(
-        self, conn: Any, project: str, event_ids: Sequence[str]
-    ) -> tuple[None, None]:
+    def _begin_append(self, conn: Any, project: str, event_ids: Sequence[str]) -> tuple[None, None]:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT INTO heads (project, size) VALUES (?, 0) ON CONFLICT (project) DO NOTHING",
