@@ -133,6 +133,42 @@ def test_unknown_project_release_and_sizes_are_refused(ledger: Ledger) -> None:
         load_state(ledger.store, "demo", release="r1", tree_size=3)
 
 
+def test_counts_declared_in_the_log_are_checked_as_of_the_tree_size(ledger: Ledger) -> None:
+    import hashlib
+
+    build(ledger)
+    assert qa_report(ledger.store, "demo").document["declared_counts"] is None
+
+    def declare(counts: dict[int, int]) -> int:
+        event = f.event(
+            "counts.declared",
+            {
+                "image_id": "f0",
+                "counts": [{"category_id": c, "count": n} for c, n in counts.items()],
+            },
+        )
+        return ledger.append("demo", [event], "test").size
+
+    def count_flags(report: Any) -> list[tuple[str, str]]:
+        return [(x.code, x.image_id) for x in report.flags if x.check == "counts"]
+
+    first = declare({1: 1, 2: 1})  # f0 holds one car (t0) and no person
+    report = qa_report(ledger.store, "demo")
+    assert count_flags(report) == [("counts.mismatch", "f0")]
+    expected = hashlib.sha256(b'{"f0":{"1":1,"2":1}}').hexdigest()
+    assert report.document["declared_counts"] == {"sha256": expected, "entries": 2}
+    declare({1: 1})  # the image's latest declaration replaces the earlier one
+    assert count_flags(qa_report(ledger.store, "demo")) == []
+    assert count_flags(qa_report(ledger.store, "demo", tree_size=first)) == [
+        ("counts.mismatch", "f0")
+    ]
+    # counts given by the caller (a file) win over the log's
+    given = parse_declared_counts(b'{"f0": {"1": 2}}', "json")
+    assert count_flags(qa_report(ledger.store, "demo", declared=given)) == [
+        ("counts.mismatch", "f0")
+    ]
+
+
 @pytest.mark.postgres
 def test_same_report_on_sqlite_and_postgresql(tmp_path: Path, pg_url_factory: Any) -> None:
     digests = []

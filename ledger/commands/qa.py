@@ -106,7 +106,10 @@ def _cell(value: Any) -> str:
     "counts_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Declared counts per image and category (JSON or CSV).",
+    help=(
+        "Declared counts per image and category (JSON or CSV); "
+        "default: the log's counts.declared events."
+    ),
 )
 @click.option(
     "--check",

@@ -7,9 +7,12 @@ a store as of a tree size, and a benchmark or a test may build them directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.masks import RLE
+
+if TYPE_CHECKING:
+    from ledger.qa.checks import DeclaredCounts
 
 __all__ = ["Flag", "ImageRecord", "InstanceRecord", "QAState", "ReviewRecord"]
 
@@ -75,6 +78,8 @@ class QAState:
     selection: str = "all"
     #: only these categories, when given (a release policy may restrict them)
     category_filter: tuple[int, ...] | None = None
+    #: the counts declared in the log (``counts.declared``) before the tree size
+    declared: DeclaredCounts | None = None
 
     def scope(self) -> dict[str, Any]:
         return {

@@ -76,6 +76,8 @@ def run_qa(
             "checks", f"unknown check {sorted(unknown)[0]!r}; known: {', '.join(CHECKS)}"
         )
     if declared is None:
+        declared = state.declared  # a file given by the caller wins over the log's
+    if declared is None:
         wanted.discard("counts")
     timings: dict[str, float] = {}
     start = time.perf_counter()

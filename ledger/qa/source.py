@@ -256,10 +256,36 @@ def load_state(
                 previous_review=valid.previous_review,
             )
         )
-    return QAState(project, size, images, category_names, tuple(instances), chosen, cats)
+    declared = logged_counts(store, project, size)
+    return QAState(project, size, images, category_names, tuple(instances), chosen, cats, declared)
 
 
 # --- declared counts --------------------------------------------------------------------
+
+
+def logged_counts(store: Store, project: str, tree_size: int) -> DeclaredCounts | None:
+    """The counts declared by ``counts.declared`` events before ``tree_size``: for each
+    image, its latest declaration (which replaces the earlier ones). None when there is
+    none. The SHA-256 is over the canonical JSON of the image -> category -> count map,
+    so the same declarations give the same report whichever events made them."""
+    from ledger.canonical import canonical_bytes
+
+    latest: dict[str, dict[str, int]] = {}
+    for row in store.iter_query(
+        "SELECT image_id, counts FROM count_declarations WHERE project = ? AND seq < ?"
+        " ORDER BY seq",
+        (project, tree_size),
+    ):
+        latest[row["image_id"]] = json.loads(row["counts"])
+    if not latest:
+        return None
+    counts = {
+        (image_id, int(category)): int(count)
+        for image_id, per in latest.items()
+        for category, count in per.items()
+    }
+    digest = hashlib.sha256(canonical_bytes(latest)).hexdigest()
+    return DeclaredCounts(counts, digest, f"counts.declared events before {tree_size}")
 
 
 def load_declared_counts(path: str | Path) -> DeclaredCounts:
