@@ -366,9 +366,24 @@ def parse_event(raw: Any, loc: str = "") -> ParsedEvent:
 
 
 def event_json_schema() -> dict[str, Any]:
-    """JSON Schema of the envelope with one payload schema per type (for schema/)."""
-    schema = Event.model_json_schema()
-    schema["$defs"] = schema.get("$defs", {})
-    for name, model in PAYLOADS.items():
-        schema["$defs"][name] = model.model_json_schema()
+    """JSON Schema (2020-12) of an event: the envelope, and for each type the schema
+    its payload must match (``schema/json/event.schema.json`` is this document).
+
+    The schema checks shapes only; the ledger's rules that need the project's state
+    (actor roles, published guidelines, mask sizes, current revisions) are not in it."""
+    from pydantic.json_schema import models_json_schema
+
+    models: list[type[BaseModel]] = [Event, *dict.fromkeys(PAYLOADS.values())]
+    _, document = models_json_schema([(m, "validation") for m in models])
+    defs: dict[str, Any] = document["$defs"]
+    schema = dict(defs.pop(Event.__name__))
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+            "then": {"properties": {"payload": {"$ref": f"#/$defs/{model.__name__}"}}},
+        }
+        for kind, model in PAYLOADS.items()
+    ]
+    schema["$defs"] = defs
     return schema

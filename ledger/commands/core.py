@@ -1,4 +1,4 @@
-"""Core commands: db upgrade, append, log, verify, projects."""
+"""Core commands: db upgrade, db event-schema, append, log, verify, projects."""
 
 from __future__ import annotations
 
@@ -42,6 +42,19 @@ def db_upgrade(ctx: Context) -> None:
             click.echo(f"applied {name}")
     else:
         click.echo("schema is up to date")
+
+
+@db.command("event-schema")
+def db_event_schema() -> None:
+    """Print the JSON Schema of events (the envelope, and one payload schema per type).
+
+    schema/json/event.schema.json is this output; regenerate it after changing an
+    event model: ledger db event-schema > schema/json/event.schema.json"""
+    import json
+
+    from ledger.events import event_json_schema
+
+    click.echo(json.dumps(event_json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
 
 
 # --- append / log / verify ----------------------------------------------------------
