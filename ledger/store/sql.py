@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageError
 from ledger.store.base import (
     TABLES,
     UPSERT_KEYS,
@@ -19,7 +20,17 @@ from ledger.store.base import (
     WriteBatch,
 )
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+
+def _schema_dir() -> Path:
+    """schema/ of the source checkout this runs from, else the copy an installed wheel
+    put under <prefix>/share/annotation-ledger/ (see pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[2] / "schema"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "annotation-ledger" / "schema"
+
+
+SCHEMA_DIR = _schema_dir()
 
 #: (table, columns, key column, key values) of one keyed read inside an append
 KeyedRequest: TypeAlias = tuple[str, str, str, Sequence[Any]]
@@ -143,7 +154,13 @@ class SqlStore(Store):
     # --- migrations -----------------------------------------------------------------
     def _migration_files(self) -> list[Path]:
         folder = SCHEMA_DIR / self.dialect
-        return sorted(folder.glob("*.sql"))
+        files = sorted(folder.glob("*.sql"))
+        if not files:
+            raise StorageError(
+                f"no schema migrations in {folder}: reinstall the package, or run from a "
+                "checkout that has schema/"
+            )
+        return files
 
     def _applied(self, conn: Any) -> set[str]:
         try:
