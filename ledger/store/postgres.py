@@ -195,37 +195,35 @@ class PostgresStore(SqlStore):
         return [[row for cur in plan for row in self._dicts(cur)] for plan in cursors]
 
     def _write_batch(self, conn: Any, project: str, batch: WriteBatch, head: Head) -> None:
-        pipelined: list[tuple[str, list[tuple[Any, ...]]]] = []
+        # Tables with many new rows go first, by COPY. Every other table's rows, the
+        # head update and the COMMIT then go in one round trip, as one statement: each
+        # table's rows are column arrays (binary, %b) unnested server-side by an INSERT
+        # (an upsert for the mutable projections) in a data-modifying WITH clause of
+        # the head's UPDATE. The clauses touch different tables, so running them on
+        # one snapshot changes nothing. Should the statement fail, the COMMIT behind
+        # it in the pipeline is skipped and the append rolls back as a whole.
+        clauses: list[str] = []
+        arrays: list[list[Any]] = []
         for table, rows in batch.rows.items():
             if not rows:
                 continue
-            cols = TABLES[table]
-            if table in UPSERT_KEYS:
-                # One statement for all rows: column arrays (sent in binary, %b)
-                # unnested server-side.
-                types = self._column_types(conn, table)
-                keys = UPSERT_KEYS[table]
-                arrays = ", ".join(f"%b::{types[c]}[]" for c in cols)
-                updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
-                sql = (
-                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
-                    f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-                )
-                upserts = batch.upserts(table)
-                pipelined.append((sql, [tuple(list(col) for col in zip(*upserts, strict=True))]))
-            elif len(rows) >= _COPY_MIN_ROWS:
+            if table not in UPSERT_KEYS and len(rows) >= _COPY_MIN_ROWS:
                 self._insert_many(conn, table, rows)
-            else:
-                marks = ", ".join(["%s"] * len(cols))
-                insert = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
-                pipelined.append((insert, rows))
-        # The append's last statements, and its COMMIT, in one round trip. Should one
-        # of them fail, the server skips the rest of the pipeline, COMMIT included, and
-        # the error surfaces here: the append rolls back as a whole.
-        with conn.pipeline(), conn.cursor() as cur:
-            for sql, params in pipelined:
-                cur.executemany(sql, params)
-            cur.execute(self.sql(_MOVE_HEAD), (*_head_values(head), project))
+                continue
+            cols = TABLES[table]
+            types = self._column_types(conn, table)
+            unnest = ", ".join(f"%b::{types[c]}[]" for c in cols)
+            clause = f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({unnest})"
+            if table in UPSERT_KEYS:
+                keys = UPSERT_KEYS[table]
+                updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+                clause += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+                rows = batch.upserts(table)
+            clauses.append(f"w{len(clauses)} AS ({clause})")
+            arrays.extend(list(column) for column in zip(*rows, strict=True))
+        sql = (f"WITH {', '.join(clauses)} " if clauses else "") + self.sql(_MOVE_HEAD)
+        with conn.pipeline():
+            conn.execute(sql, (*arrays, *_head_values(head), project))
             conn.commit()
 
     def iter_query(
