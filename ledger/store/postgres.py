@@ -6,9 +6,9 @@ sequence order; writers of other projects lock other rows and never wait for eac
 other. Taking the lock also reads the head. The reads of an append are index probes
 (see ``_keyed_statements``), the ones that do not depend on each other sent in one
 round trip. Rows are written with COPY where a table gets many (binary where they hold
-bytes; one round trip per table per batch); the few rows of the other tables, the
-mutable projections (one upsert statement each), the head update and the COMMIT go
-together in one round trip.
+bytes; one round trip per table per batch); the few rows of the other tables and the
+mutable projections go in one statement with the head update (see ``_write_batch``),
+sent with the COMMIT in one round trip.
 
 Connections are in autocommit mode: a read is one statement and one round trip (no
 BEGIN before it, no ROLLBACK after it). Only the append and the migrations open a
@@ -46,10 +46,9 @@ from ledger.store.sql import (
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x4C454447  # "LEDG"
 
-# A table with fewer new rows than this is written with INSERT statements sent in one
-# pipeline together with the other small tables and the head update (one round trip
-# for all of them); from this many rows on, COPY is cheaper on both sides despite its
-# own round trip. Single-event appends therefore write everything in one round trip.
+# A table with fewer new rows than this is written by the statement that moves the head
+# (one round trip for all such tables); from this many rows on, COPY is cheaper on both
+# sides despite its own round trip. Single-event appends write everything at once.
 _COPY_MIN_ROWS = 32
 
 _LOCK_HEAD = (
