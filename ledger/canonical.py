@@ -186,8 +186,7 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
     out = obj
     for key, item in obj.items():
         kind = type(item)
-        # Inline fast paths for what is written as it is, and direct calls for nested
-        # objects and arrays.
+        # Inline fast paths for what is written as it is.
         if kind is str or kind is bool or item is None:
             continue
         if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
@@ -195,12 +194,7 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
         if kind is float and (1e-4 <= item < 1e16 or -1e16 < item <= -1e-4) and item % 1.0:
             continue
         try:
-            if kind is dict:
-                new = _prepare_object(item, raw)
-            elif kind is list:
-                new = _prepare_array(item, raw)
-            else:
-                new = _prepare(item, raw)
+            new = _prepare_item(item, kind, raw)
         except _Refusal as e:
             e.path.append(key)
             raise
@@ -209,6 +203,16 @@ def _prepare_object(obj: dict[Any, Any], raw: list[str]) -> Any:
                 out = dict(obj)
             out[key] = new
     return out
+
+
+def _prepare_item(item: Any, kind: type, raw: list[str]) -> Any:
+    """``_prepare`` of an object's or array's item, calling the handler of a nested
+    object or array directly."""
+    if kind is dict:
+        return _prepare_object(item, raw)
+    if kind is list:
+        return _prepare_array(item, raw)
+    return _prepare(item, raw)
 
 
 def _prepare_array(array: list[Any] | tuple[Any, ...], raw: list[str]) -> Any:
@@ -226,12 +230,7 @@ def _prepare_array(array: list[Any] | tuple[Any, ...], raw: list[str]) -> Any:
         if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
             continue
         try:
-            if kind is dict:
-                new = _prepare_object(item, raw)
-            elif kind is list:
-                new = _prepare_array(item, raw)
-            else:
-                new = _prepare(item, raw)
+            new = _prepare_item(item, kind, raw)
         except _Refusal as e:
             e.path.append(index)
             raise
