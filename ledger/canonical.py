@@ -60,13 +60,23 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True, separators=(",", ":")
 )
-# What ``_ENCODER.encode`` builds on every call, built once: the C encoder itself,
-# called as ``"".join(_encode(value, 0))`` (None where the C accelerator is missing).
-_encode: Callable[[Any, int], Sequence[str]] | None = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _ENCODER.default, _encode_string, None, ":", ",", True, False, False)
-)
+
+
+def compact_c_encoder(*, allow_nan: bool) -> Callable[[Any, int], Sequence[str]] | None:
+    """What ``json.JSONEncoder.encode`` builds on every call for compact, key-sorted
+    output without ASCII escaping or a circular-reference check, built once: the C
+    encoder itself, called as ``"".join(encoder(value, 0))``. None where the C
+    accelerator is missing. Without the circular check, a value that contains itself
+    raises RecursionError."""
+    if c_make_encoder is None:
+        return None
+    encoder: Callable[[Any, int], Sequence[str]] = c_make_encoder(
+        None, _ENCODER.default, _encode_string, None, ":", ",", True, False, allow_nan
+    )
+    return encoder
+
+
+_encode = compact_c_encoder(allow_nan=False)
 
 _INF = float("inf")
 _NON_BMP = re.compile("[\U00010000-\U0010ffff]")

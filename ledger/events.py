@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -299,14 +298,12 @@ class Event(_Strict):
         return self
 
     def typed_payload(self) -> BaseModel:
-        payload: BaseModel = _payload_adapters[self.type].validate_python(self.payload)
+        payload: BaseModel = _validate_payload[self.type](self.payload)
         return payload
 
 
-_payload_adapters: dict[str, TypeAdapter[Any]] = {k: TypeAdapter(v) for k, v in PAYLOADS.items()}
-
-# parse_event calls the pydantic-core validators and serializers that model_validate,
-# TypeAdapter.validate_python and model_dump wrap, without the wrappers' per-call work.
+# parse_event calls the pydantic-core validators and serializers that model_validate and
+# model_dump wrap, without the wrappers' per-call work.
 _validate_event = Event.__pydantic_validator__.validate_python
 _dump_event = Event.__pydantic_serializer__.to_python
 _validate_payload = {k: v.__pydantic_validator__.validate_python for k, v in PAYLOADS.items()}
@@ -352,7 +349,7 @@ def parse_event(raw: Any, loc: str = "") -> ParsedEvent:
     except ValidationError as e:
         raise InvalidInput("invalid event", _field_errors(loc, e)) from e
     try:
-        payload: BaseModel = _validate_payload[envelope.type](envelope.payload)
+        payload = envelope.typed_payload()
     except ValidationError as e:
         raise InvalidInput("invalid event", _field_errors(_loc(loc, ("payload",)), e)) from e
     # payload is the envelope's last field, so it stays last in the stored form

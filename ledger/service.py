@@ -183,9 +183,10 @@ class Ledger:
         principal: str,
         images: Sequence[dict[str, Any]] = (),
     ) -> AppendResult:
-        with self.store.append_txn(project, [p.event_id for p in prepared]) as txn:
+        event_ids = [p.event_id for p in prepared]
+        with self.store.append_txn(project, event_ids) as txn:
             head = txn.head()
-            existing = txn.existing_events([p.event_id for p in prepared])
+            existing = txn.existing_events(event_ids)
             projector = Projector(project, txn, head.size)
             projector.remember("images", images)
             projector.prefetch(p.parsed for p in prepared)

@@ -22,8 +22,9 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
+
+from ledger.canonical import compact_c_encoder
 
 # Column order of every table the ledger writes. Rows are tuples in this order.
 TABLES: dict[str, tuple[str, ...]] = {
@@ -238,21 +239,7 @@ def _column_json(value: Any) -> str:
 # circular-reference check (its bookkeeping cannot be reused after an error), so a
 # RecursionError is answered by ``_column_json`` itself, which then raises what it
 # always raised.
-_COLUMN_ENCODER: Callable[[Any, int], Sequence[str]] | None = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(
-        None,
-        json.JSONEncoder().default,
-        encode_basestring,
-        None,
-        ":",
-        ",",
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan
-    )
-)
+_COLUMN_ENCODER = compact_c_encoder(allow_nan=True)
 
 
 def dumps_column(value: Any) -> str:

@@ -203,9 +203,7 @@ class SqlStore(Store):
     def _existing_statements(
         self, project: str, event_ids: Sequence[str]
     ) -> list[tuple[str, tuple[Any, ...]]]:
-        return self._keyed_statements(
-            "entries", "event_id, seq, event_hash", "event_id", project, _distinct(event_ids)
-        )
+        return self._keyed_statements(*_EXISTING, project, _distinct(event_ids))
 
     # --- reads --------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -368,17 +366,10 @@ class _SqlAppendTxn(AppendTxn):
         self._known = (set(event_ids), existing)
 
     def existing_events(self, event_ids: Sequence[str]) -> dict[str, ExistingEvent]:
-        if self._known is not None and self._known[0].issuperset(event_ids):
-            wanted = set(event_ids)
+        wanted = set(event_ids)
+        if self._known is not None and wanted <= self._known[0]:
             return {k: v for k, v in self._known[1].items() if k in wanted}
-        rows = self.store._select_keyed(
-            self.conn,
-            "entries",
-            "event_id, seq, event_hash",
-            "event_id",
-            self.project,
-            _distinct(event_ids),
-        )
+        rows = self.store._select_keyed(self.conn, *_EXISTING, self.project, _distinct(event_ids))
         return existing_from_rows(rows)
 
     def rows(self, table: str, key: str, values: Iterable[Any]) -> list[dict[str, Any]]:
@@ -402,6 +393,10 @@ class _SqlAppendTxn(AppendTxn):
     def write(self, batch: WriteBatch, head: Head) -> None:
         self._locked = None
         self.store._write_batch(self.conn, self.project, batch, head)
+
+
+#: (table, columns, key column) of the read of a batch's event ids already in the log
+_EXISTING = ("entries", "event_id, seq, event_hash", "event_id")
 
 
 def _distinct(values: Sequence[str]) -> list[str]:
